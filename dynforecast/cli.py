@@ -1,0 +1,87 @@
+"""The `dynforecast` command line: argument parsing and printing only, no science.
+
+Each subcommand parses its options, calls one library function and prints the result. Heavy
+imports (torch, mdtraj, h5py) happen inside the command bodies so that ``--help`` is instant.
+Errors a user can cause (`DynforecastError`) become one ``error: ...`` line on stderr and the
+documented exit code; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dynforecast import __version__
+from dynforecast.errors import DynforecastError
+
+app = typer.Typer(
+    name="dynforecast",
+    help="Forecast trajectories of molecules, proteins and skeletons with equivariant graph networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(command: F) -> F:
+    """Turn a `DynforecastError` into one stderr line and its exit code (traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DynforecastError as exc:
+            if _state["debug"]:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"dynforecast {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Forecast trajectories with E(3)-equivariant spatio-temporal graph networks (ESTAG, SAKE)."""
+    _state["debug"] = debug
+
+
+# Shared option types -------------------------------------------------------------------------
+
+OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output file.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+# Commands: ingest, info ------------------------------------------------------------------------
+# (io commands go here)
+
+# Commands: generate ----------------------------------------------------------------------------
+# (data-generation commands go here)
+
+# Commands: train, evaluate, predict ------------------------------------------------------------
+# (learning commands go here)
