@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
-def rng() -> "np.random.Generator":  # noqa: F821
+def rng():
     import numpy as np
 
     return np.random.default_rng(12345)

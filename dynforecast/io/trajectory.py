@@ -82,7 +82,9 @@ class Trajectory:
         if self.bonds.ndim != 2 or self.bonds.shape[1] != 2:
             raise ValueError(f"expected bonds of shape [M, 2] (got {self.bonds.shape})")
         if self.bonds.size and (self.bonds.min() < 0 or self.bonds.max() >= n):
-            raise ValueError(f"expected bond indices in [0, {n}) (got {self.bonds.min()}..{self.bonds.max()})")
+            raise ValueError(
+                f"expected bond indices in [0, {n}) (got {self.bonds.min()}..{self.bonds.max()})"
+            )
         if self.velocities is not None and self.velocities.shape != self.positions.shape:
             raise ValueError(
                 f"expected velocities of shape {self.positions.shape} (got {self.velocities.shape})"

@@ -56,25 +56,33 @@ class WindowBatch:
     def __post_init__(self) -> None:
         v = self.positions.shape[0]
         if self.positions.dim() != 3 or self.positions.shape[2] != 3:
-            raise ValueError(f"expected positions of shape [V, T, 3] (got {tuple(self.positions.shape)})")
+            raise ValueError(
+                f"expected positions of shape [V, T, 3] (got {tuple(self.positions.shape)})"
+            )
         if self.species.shape != (v,):
             raise ValueError(f"expected species of shape ({v},) (got {tuple(self.species.shape)})")
         if self.node_attrs.dim() != 2 or self.node_attrs.shape[0] != v:
-            raise ValueError(f"expected node_attrs of shape [{v}, A] (got {tuple(self.node_attrs.shape)})")
+            raise ValueError(
+                f"expected node_attrs of shape [{v}, A] (got {tuple(self.node_attrs.shape)})"
+            )
         if self.edge_src.shape != self.edge_dst.shape or self.edge_src.dim() != 1:
             raise ValueError(
                 f"expected edge_src and edge_dst of equal shape [E] "
                 f"(got {tuple(self.edge_src.shape)} and {tuple(self.edge_dst.shape)})"
             )
         if self.node_graph.shape != (v,):
-            raise ValueError(f"expected node_graph of shape ({v},) (got {tuple(self.node_graph.shape)})")
+            raise ValueError(
+                f"expected node_graph of shape ({v},) (got {tuple(self.node_graph.shape)})"
+            )
         if self.velocities is not None and self.velocities.shape != self.positions.shape:
             raise ValueError(
                 f"expected velocities of shape {tuple(self.positions.shape)} "
                 f"(got {tuple(self.velocities.shape)})"
             )
         if self.node_mask is not None and self.node_mask.shape != (v,):
-            raise ValueError(f"expected node_mask of shape ({v},) (got {tuple(self.node_mask.shape)})")
+            raise ValueError(
+                f"expected node_mask of shape ({v},) (got {tuple(self.node_mask.shape)})"
+            )
         if self.target is not None and self.target.shape != (v, 3):
             raise ValueError(f"expected target of shape ({v}, 3) (got {tuple(self.target.shape)})")
         if self.past_dt <= 0 or self.target_dt <= 0:
@@ -94,7 +102,9 @@ class WindowBatch:
     def num_edges(self) -> int:
         return int(self.edge_src.shape[0])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> WindowBatch:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> WindowBatch:
         """Move every tensor to ``device``; floating tensors also to ``dtype`` if given."""
         changes = {}
         for f in fields(self):

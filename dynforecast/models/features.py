@@ -38,7 +38,9 @@ class NodeInput:
 
     def __post_init__(self) -> None:
         if self.species not in SPECIES_ENCODINGS:
-            raise ValueError(f"expected species encoding in {SPECIES_ENCODINGS} (got {self.species!r})")
+            raise ValueError(
+                f"expected species encoding in {SPECIES_ENCODINGS} (got {self.species!r})"
+            )
         if self.species == "one_hot" and not self.species_vocabulary:
             raise ValueError("expected a non-empty species_vocabulary for one_hot (got none)")
         if self.node_attr_dim < 0:
@@ -52,12 +54,16 @@ class NodeInput:
         node_attr_dim: int = 0,
         speed: bool = False,
     ) -> NodeInput:
-        return cls(species, tuple(int(s) for s in species_vocabulary), int(node_attr_dim), bool(speed))
+        return cls(
+            species, tuple(int(s) for s in species_vocabulary), int(node_attr_dim), bool(speed)
+        )
 
     @property
     def dim(self) -> int:
         """Number of scalars per node; at least 1 (a constant 1.0 when nothing else is asked for)."""
-        width = {"atomic_number": 1, "one_hot": len(self.species_vocabulary), "none": 0}[self.species]
+        width = {"atomic_number": 1, "one_hot": len(self.species_vocabulary), "none": 0}[
+            self.species
+        ]
         width += self.node_attr_dim + int(self.speed)
         return max(width, 1)
 
