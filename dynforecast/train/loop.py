@@ -1,0 +1,283 @@
+"""The training loop: Adam, optional schedule, clipping, early stopping, checkpoints, resumption.
+
+`fit` trains a model on a `BatchSource` (anything with ``batch(window_ids) -> WindowBatch``) with
+given train/validation window ids, so it is independent of file formats; `dynforecast.train.run`
+builds those from a data file.
+
+Reproducibility is exact, also across interruptions: the order of the training windows in epoch
+``e`` is a permutation drawn from ``numpy.random.default_rng([seed, e])`` (not from a running RNG),
+and a checkpoint stores the epoch, how many batches of the next epoch are done, the running loss
+sums, the optimiser and scheduler state and every RNG state. A run stopped by SIGTERM/SIGUSR1
+after any optimiser step and resumed therefore produces the same weights and metrics as one that
+was never stopped (on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dynforecast.errors import DivergenceError, Interrupted
+from dynforecast.models.base import ForecastModel
+from dynforecast.train.checkpoint import FORMAT, capture_rng, restore_rng, save_checkpoint
+from dynforecast.train.config import OptimSection, TrainConfig
+from dynforecast.train.distributed import (
+    DistContext,
+    all_reduce_sum,
+    any_rank,
+    shard,
+    wrap_model,
+)
+from dynforecast.train.metrics import (
+    BatchSource,
+    evaluate_errors,
+    format_mse,
+    node_squared_errors,
+    write_metrics_csv,
+)
+from dynforecast.train.progress import EpochProgress
+from dynforecast.train.signals import StopFlag, catch_stop_signals
+
+BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.csv"
+
+#: Called after every epoch with (epoch, metrics row); tests use it to send signals.
+EpochHook = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class FitState:
+    """Counters that, with the model/optimiser/RNG states, make a checkpoint resumable."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    partial_sums: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> FitState:
+        return cls(
+            epoch=int(state["epoch"]),
+            batch_in_epoch=int(state["batch_in_epoch"]),
+            partial_sums=[float(v) for v in state["partial_sums"]],
+            best_val=float(state["best_val"]),
+            best_epoch=int(state["best_epoch"]),
+            bad_epochs=int(state["bad_epochs"]),
+            finished=bool(state["finished"]),
+            history=[dict(row) for row in state["history"]],
+        )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    epochs_completed: int
+    best_val_mse: float
+    best_epoch: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+
+
+def epoch_order(train_ids: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """The training windows of ``epoch`` in the order they are visited (depends on seed, epoch only)."""
+    return np.random.default_rng([seed, epoch]).permutation(np.asarray(train_ids, dtype=np.int64))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, optim: OptimSection
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """ "cosine": to 0 over the planned epochs; "plateau": halve after 5 epochs without a better
+    validation MSE; "none": constant learning rate."""
+    if optim.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=optim.epochs)
+    if optim.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+    return None
+
+
+def fit(
+    model: ForecastModel,
+    dataset: BatchSource,
+    splits: dict[str, np.ndarray],
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    n_systems: int,
+    device: torch.device,
+    metadata: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+    context: DistContext | None = None,
+    on_epoch_end: EpochHook | None = None,
+    progress: EpochProgress | None = None,
+) -> FitResult:
+    """Train ``model`` in place; write best.pt, last.pt and metrics.csv into ``run_dir``.
+
+    ``metadata`` (resolved config, data signature, checksum, versions) is stored in every
+    checkpoint. ``resume`` is a loaded last.pt to continue from. Raises `Interrupted` after
+    writing last.pt when SIGTERM/SIGUSR1 arrives, `DivergenceError` on a non-finite loss.
+    """
+    context = context or DistContext()
+    optim = config.optim
+    dtype = getattr(torch, config.dtype)
+    model.to(device=device, dtype=dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    scheduler = make_scheduler(optimizer, optim)
+    state = FitState()
+    if resume is not None:
+        model.load_state_dict(resume["model_state"])
+        optimizer.load_state_dict(resume["optimizer_state"])
+        if scheduler is not None and resume["scheduler_state"] is not None:
+            scheduler.load_state_dict(resume["scheduler_state"])
+        restore_rng(resume["rng"])
+        state = FitState.from_checkpoint(resume)
+    network = wrap_model(model, device, context)
+    autocast = optim.amp and device.type == "cuda"
+    progress = progress or EpochProgress(enabled=context.is_main)
+
+    def checkpoint(path: Path) -> None:
+        if context.is_main:
+            save_checkpoint(
+                _checkpoint_dict(model, optimizer, scheduler, state, metadata or {}), path
+            )
+
+    train_ids = np.asarray(splits["train"], dtype=np.int64)
+    val_ids = np.asarray(splits["val"], dtype=np.int64)
+    with catch_stop_signals() as stop, progress:
+        while not state.finished and state.epoch < optim.epochs:
+            started = time.perf_counter()
+            epoch = state.epoch + 1
+            mine = shard(epoch_order(train_ids, config.seed, epoch), context)
+            starts = range(0, len(mine), optim.batch_size)
+            progress.start_epoch(epoch, optim.epochs, len(starts), state.batch_in_epoch)
+            running = torch.tensor(state.partial_sums, dtype=torch.float64, device=device)
+            network.train()
+            for index, start in enumerate(starts):
+                if index < state.batch_in_epoch:
+                    continue
+                batch = dataset.batch(mine[start : start + optim.batch_size]).to(device, dtype)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    prediction = network(batch)
+                squared, coords = node_squared_errors(prediction.to(dtype), batch)
+                sse, count = squared.sum(), coords.sum()
+                loss = sse / count.clamp_min(1.0)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if optim.clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
+                optimizer.step()
+                running += torch.stack([sse.detach(), count]).double()
+                state.batch_in_epoch = index + 1
+                progress.advance()
+                if _stop_requested(stop, device, context) and state.batch_in_epoch < len(starts):
+                    state.partial_sums = running.tolist()
+                    checkpoint(run_dir / LAST)
+                    raise _interrupted(stop, run_dir, epoch, state.batch_in_epoch, len(starts))
+            totals = all_reduce_sum(running, context).tolist()
+            train_mse = totals[0] / totals[1] if totals[1] else float("nan")
+            if not math.isfinite(train_mse):
+                raise DivergenceError(
+                    f"{run_dir}: training diverged (loss {train_mse}) in epoch {epoch}; "
+                    "lower optim.lr or set optim.clip"
+                )
+            val_mse = evaluate_errors(
+                {"model": model},
+                dataset,
+                val_ids,
+                n_systems,
+                batch_size=optim.batch_size,
+                device=device,
+                dtype=dtype,
+                context=context,
+            )["model"].mse
+            lr = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_mse)
+            elif scheduler is not None:
+                scheduler.step()
+            improved = val_mse < state.best_val
+            row = {
+                "epoch": epoch,
+                "train_mse": train_mse,
+                "val_mse": val_mse,
+                "lr": lr,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            state.history.append(row)
+            state.epoch, state.batch_in_epoch, state.partial_sums = epoch, 0, [0.0, 0.0]
+            if improved:
+                state.best_val, state.best_epoch, state.bad_epochs = val_mse, epoch, 0
+            else:
+                state.bad_epochs += 1
+            patience = optim.early_stopping_patience
+            stopped_early = patience is not None and state.bad_epochs >= patience
+            state.finished = stopped_early or epoch >= optim.epochs
+            if improved:
+                checkpoint(run_dir / BEST)
+            checkpoint(run_dir / LAST)
+            if context.is_main:
+                write_metrics_csv(state.history, run_dir / METRICS)
+            progress.log(
+                f"epoch {epoch}/{optim.epochs} train_mse {format_mse(train_mse)} "
+                f"val_mse {format_mse(val_mse)} lr {lr:.3g} {row['seconds']:.1f}s"
+                + (" *" if improved else "")
+                + (f" (early stop: {patience} epochs without improvement)" if stopped_early else "")
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if not state.finished and _stop_requested(stop, device, context):
+                raise _interrupted(stop, run_dir, epoch, 0, 0)
+    return FitResult(
+        epochs_completed=state.epoch,
+        best_val_mse=state.best_val,
+        best_epoch=state.best_epoch,
+        stopped_early=state.finished and state.epoch < optim.epochs,
+        history=state.history,
+    )
+
+
+def _stop_requested(stop: StopFlag, device: torch.device, context: DistContext) -> bool:
+    return any_rank(stop.requested, device, context)
+
+
+def _interrupted(stop: StopFlag, run_dir: Path, epoch: int, done: int, total: int) -> Interrupted:
+    where = f"in epoch {epoch} after batch {done} of {total}" if total else f"after epoch {epoch}"
+    return Interrupted(
+        f"{run_dir}: stopped by {stop.signal_name or 'a stop signal'} {where}; "
+        f"checkpoint {run_dir / LAST} written, run the same command again to resume"
+    )
+
+
+def _checkpoint_dict(
+    model: ForecastModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: FitState,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model_config": dict(model.config),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(),
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch,
+        "partial_sums": list(state.partial_sums),
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "finished": state.finished,
+        "history": [dict(row) for row in state.history],
+        "rng": capture_rng(),
+        **metadata,
+    }
