@@ -1,0 +1,133 @@
+"""Small building blocks shared by the equivariant models (ESTAG, EGNN, SAKE).
+
+Kept deliberately small and stable: an MLP builder, the near-zero initialisation of coordinate
+heads, relative edge geometry, and the EGNN-style edge message MLP whose first Linear is evaluated
+on nodes instead of edges (exact, and E/V times cheaper for that layer).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dynforecast.ops.scatter import scatter_count
+
+COORDINATE_HEAD_GAIN = 0.001
+"""Xavier gain of the last Linear of every coordinate head: an untrained model barely moves
+coordinates, so it starts close to its pooling/extrapolation rule instead of random motion."""
+
+
+def mlp(sizes: Sequence[int], *, final_activation: bool, bias_last: bool = True) -> nn.Sequential:
+    """Linear layers of the given widths with SiLU between them (and after the last if asked).
+
+    ``mlp([16, 16, 16], final_activation=True)`` is Linear(16,16), SiLU, Linear(16,16), SiLU.
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"expected at least two layer widths (got {list(sizes)})")
+    layers: list[nn.Module] = []
+    last = len(sizes) - 2
+    for index, (width_in, width_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(width_in, width_out, bias=bias_last or index < last))
+        if index < last or final_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def small_init_(linear: nn.Linear, gain: float = COORDINATE_HEAD_GAIN) -> nn.Linear:
+    """Xavier-uniform weights with a small gain, zero bias (if any); returns the layer."""
+    nn.init.xavier_uniform_(linear.weight, gain=gain)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+def coordinate_head(hidden_dim: int) -> nn.Sequential:
+    """Invariant scalar weight for a coordinate update: Linear(H,H), SiLU, Linear(H,1, no bias).
+
+    The last layer is Xavier-initialised with gain 0.001 (EGNN/ESTAG reference), so updates start
+    near zero. Shapes: [..., H] -> [..., 1].
+    """
+    head = mlp([hidden_dim, hidden_dim, 1], final_activation=False, bias_last=False)
+    small_init_(head[-1])
+    return head
+
+
+def edge_geometry(positions: Tensor, edge_src: Tensor, edge_dst: Tensor) -> tuple[Tensor, Tensor]:
+    """Difference vectors x_dst - x_src and squared distances of every edge.
+
+    The receiver is ``edge_dst`` (aggregation happens there), so the vector points from the sender
+    to the receiver, as x_i - x_j in the papers with i the receiver.
+    Shapes: positions [V, *S, 3] -> difference [E, *S, 3], squared distance [E, *S, 1].
+    """
+    difference = positions.index_select(0, edge_dst) - positions.index_select(0, edge_src)
+    return difference, (difference * difference).sum(-1, keepdim=True)
+
+
+def safe_unit(difference: Tensor, squared_distance: Tensor, eps: float = 1e-12) -> Tensor:
+    """difference / max(|difference|, eps) with a finite gradient when two points coincide.
+
+    Clamping the squared distance (not the norm) keeps sqrt away from 0, where its derivative is
+    infinite; below eps the clamp's zero gradient cuts the path. Shapes: [E, *S, 3], [E, *S, 1].
+    """
+    return difference / squared_distance.clamp_min(eps * eps).sqrt()
+
+
+def inverse_in_degree(edge_dst: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
+    """1 / max(number of incoming edges, 1) per node, computed once per forward for mean updates.
+
+    Shapes: edge_dst [E] -> [V].
+    """
+    return scatter_count(edge_dst, num_nodes, dtype).clamp_min(1.0).reciprocal()
+
+
+class EdgeMessageMLP(nn.Module):
+    """m_ij = SiLU(W2 SiLU(W1 [h_i || h_j || r_ij || e_ij] + b1) + b2), i = edge_dst (receiver).
+
+    The first Linear is split exactly as W1 [h_i || h_j] = A h_i + B h_j: A h and B h are computed
+    once per node and gathered per edge, instead of multiplying a [E, 2H+1+F] concatenation.
+    Edge features e (invariant, the same at every frame) are projected once per edge and broadcast
+    over any extra axes of h (e.g. the T frames of ESTAG). Parameters are those of one
+    Linear(2H+1+F, H) and one Linear(H, H), as in the reference layers.
+
+    Shapes:
+        h [V, *S, H], squared_distance [E, *S, 1], edge_features [E, F] or None -> m [E, *S, H]
+    """
+
+    def __init__(self, hidden_dim: int, edge_feature_dim: int) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.edge_feature_dim = edge_feature_dim
+        self.first = nn.Linear(2 * hidden_dim + 1 + edge_feature_dim, hidden_dim)
+        self.second = nn.Linear(hidden_dim, hidden_dim)
+        self.activation = nn.SiLU()
+
+    def forward(
+        self,
+        h: Tensor,
+        edge_src: Tensor,
+        edge_dst: Tensor,
+        squared_distance: Tensor,
+        edge_features: Tensor | None,
+    ) -> Tensor:
+        hidden = self.hidden_dim
+        weight = self.first.weight
+        # [V, *S, 2H]: receiver and sender projections of every node in one matmul.
+        node_weight = torch.cat([weight[:, :hidden], weight[:, hidden : 2 * hidden]], dim=0)
+        projected = h @ node_weight.t()
+        pre = projected[..., :hidden].index_select(0, edge_dst)
+        pre = pre + projected[..., hidden:].index_select(0, edge_src)
+        pre = pre + squared_distance * weight[:, 2 * hidden]
+        if self.edge_feature_dim:
+            if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
+                got = None if edge_features is None else tuple(edge_features.shape)
+                raise ValueError(
+                    f"expected edge features of width {self.edge_feature_dim} (got {got})"
+                )
+            bias = torch.addmm(self.first.bias, edge_features, weight[:, 2 * hidden + 1 :].t())
+            pre = pre + bias.view(bias.shape[0], *([1] * (pre.dim() - 2)), hidden)
+        else:
+            pre = pre + self.first.bias
+        return self.activation(self.second(self.activation(pre)))
