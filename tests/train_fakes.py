@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dynforecast.data.windows import WindowIndex, WindowSpec
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.batch import WindowBatch
 
@@ -25,17 +26,14 @@ class DriftDataset:
         noise = 0.01 * rng.normal(size=(n_systems, n_frames, n_particles, 3))
         self.positions = (start + velocity * frames + noise).astype(np.float32)
         self.n_particles = n_particles
-        starts = np.arange(n_frames - 2)
-        self.windows = np.stack(
-            [np.repeat(np.arange(n_systems), len(starts)), np.tile(starts, n_systems)], axis=1
-        )
+        self.windows = WindowIndex([n_frames] * n_systems, WindowSpec(past_frames=2, spacing=1))
         self.systems = [f"sys{i}" for i in range(n_systems)]
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def batch(self, window_ids: np.ndarray) -> WindowBatch:
-        system, first = self.windows[window_ids].T
+        system, first = self.windows.array[window_ids].T
         frames = first[:, None] + np.arange(3)[None, :]
         block = torch.from_numpy(self.positions[system[:, None], frames])  # [B, 3, N, 3]
         b, n = len(window_ids), self.n_particles
@@ -67,5 +65,5 @@ class DriftModel(ForecastModel):
 
 def splits_of(dataset: DriftDataset) -> dict[str, np.ndarray]:
     ids = np.arange(len(dataset))
-    system = dataset.windows[:, 0]
+    system = dataset.windows.system
     return {"train": ids[system < 4], "val": ids[system == 4], "test": ids[system == 5]}

@@ -39,7 +39,7 @@ SCHEDULES = ("none", "cosine", "plateau")
 DEVICES_HELP = "auto, cpu, cuda or cuda:<index>"
 DTYPES = ("float32", "float64")
 GRAPH_KINDS = ("auto", "bonds", "radius", "all_pairs")
-SPLIT_MODES = ("auto", "chronological", "random", "systems")
+SPLIT_MODES = ("auto", "chronological", "random", "systems", "random_systems")
 _DATA_SECTIONS = ("window", "graph", "split", "systems")
 
 
@@ -53,10 +53,16 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class WindowSection:
-    """Window spec (see `dynforecast.data.windows.WindowSpec`); past_frames None = model default."""
+    """Window spec (see `dynforecast.data.windows.WindowSpec`).
 
+    protocol: a named spec of `dynforecast.data.windows.PROTOCOLS` (e.g. "md17") that fills the
+    fields left unset. Unset past_frames = the model's own (ESTAG: num_past_frames), else 1 with
+    velocities in the data and 2 without; unset spacing = 1.
+    """
+
+    protocol: str | None = None
     past_frames: int | None = None
-    spacing: int = 1
+    spacing: int | None = None
     horizon: int | None = None
     anchor_frame: int | None = None
 
@@ -126,9 +132,10 @@ class TrainConfig:
             "optim.epochs": self.optim.epochs,
             "optim.batch_size": self.optim.batch_size,
             "data.window.spacing": self.data.window.spacing,
+            "data.window.past_frames": self.data.window.past_frames,
         }
         for key, value in positive.items():
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise UsageError(
                     f"configuration key {key!r}: expected a positive value (got {value})"
                 )

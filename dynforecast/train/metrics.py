@@ -35,9 +35,8 @@ class BatchSource(Protocol):
 
 
 def window_systems(dataset: Any, window_ids: np.ndarray) -> np.ndarray:
-    """System index of each window (column 0 of the data set's window index)."""
-    table = np.asarray(dataset.windows)
-    return table[np.asarray(window_ids, dtype=np.int64), 0]
+    """System index of each window (`dynforecast.data.windows.WindowIndex.system`)."""
+    return dataset.windows.system[np.asarray(window_ids, dtype=np.int64)]
 
 
 def node_squared_errors(prediction: Tensor, batch: WindowBatch) -> tuple[Tensor, Tensor]:
