@@ -1,0 +1,147 @@
+"""SAKE for dynamics: L kinetic layers move the last past frame to the target frame.
+
+Recipe (spec §5.1, §7): node scalars h_in = NodeInput(batch) ‖ |v| (the N-body recipe is charges as
+``node_attrs`` plus the speed), h⁰ = Linear(h_in), then each layer updates (h, x, v) with
+x' = x + step · v'. The prediction is x after the last layer; the reference's output head is
+unused for dynamics and not created (``readout=None``).
+
+The velocity v fed to the first layer is the data's velocity at the last past frame when the
+batch has velocities, else the finite difference (x[T-1] - x[T-2]) / past_dt, so that it is in
+length per time unit either way. With ``use_velocity=False`` (the reference motion recipe) only
+the speed |v| enters, as a node scalar, and the first layer starts from v = δ.
+
+``dt_scale``: the reference adds each layer's full v' (an implicit time step of 1 per layer), so an
+untrained model starts near x + L·v. ``dt_scale="target_dt/L"`` scales each step by
+target_dt / L instead, which starts the model near constant-velocity extrapolation to the target.
+
+Graphs: any edge list of the batch; all pairs reproduces the dense reference (tested against a
+dense computation). Self loops and edges that touch a padding node (``node_mask`` False) are
+dropped; each node's means divide by n_i = in-degree + 1 (see sake_layer). Cost O(E·H²F²).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dynforecast.models.base import ForecastModel, register
+from dynforecast.models.batch import WindowBatch
+from dynforecast.models.features import NodeInput
+from dynforecast.models.sake_layer import SakeGraph, SakeLayer, lecun_normal_
+from dynforecast.ops.scatter import scatter_count
+
+DT_SCALES = (None, "target_dt/L")
+INITS = ("lecun", "torch")
+
+
+def sake_graph(batch: WindowBatch) -> SakeGraph:
+    """The batch's edges without self loops and padding, with each receiver's counts.
+
+    Shapes: batch (V nodes, E edges) -> SakeGraph with E' <= E edges and [V, 1] counts.
+    """
+    src, dst = batch.edge_src, batch.edge_dst
+    keep = src != dst
+    if batch.node_mask is not None:
+        keep = keep & batch.node_mask[src] & batch.node_mask[dst]
+    src, dst = src[keep], dst[keep]
+    degree = scatter_count(dst, batch.num_nodes, batch.positions.dtype).unsqueeze(1)
+    return SakeGraph(src, dst, 1.0 / (degree + 1.0), 1.0 / degree.clamp_min(1.0))
+
+
+def input_velocity(batch: WindowBatch) -> Tensor | None:
+    """Velocity at the last past frame: the data's if present, else (x[T-1] - x[T-2]) / past_dt,
+    else None (one past frame, no velocities). Shapes: batch -> [V, 3] or None."""
+    if batch.velocities is not None:
+        return batch.velocities[:, -1]
+    if batch.num_frames >= 2:
+        return (batch.positions[:, -1] - batch.positions[:, -2]) / batch.past_dt
+    return None
+
+
+@register("sake")
+class Sake(ForecastModel):
+    """Spatial Attention Kinetic Network (Wang & Chodera 2023) as a forecaster.
+
+    Args:
+        hidden: F (64). heads: H (4). layers: L (4). num_basis: K (50).
+        attention, cutoff, use_semantic_attention, use_euclidean_attention,
+            use_spatial_attention: see `SakeLayer` (spec §1).
+        dt_scale: None (x' = x + v', reference) or "target_dt/L".
+        init: "lecun" (Flax defaults: LeCun-normal weights, zero biases) or "torch".
+        use_velocity: pass the velocity vector to the first layer (N-body recipe); False is the
+            motion recipe (speed only).
+        species, species_vocabulary, node_attr_dim: `NodeInput` options.
+        speed: append |v| to the node scalars (both reference recipes do).
+
+    Shapes: batch (V nodes) -> predicted target positions [V, 3].
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        heads: int = 4,
+        layers: int = 4,
+        num_basis: int = 50,
+        attention: str = "semantic",
+        cutoff: float | None = None,
+        use_semantic_attention: bool = True,
+        use_euclidean_attention: bool = True,
+        use_spatial_attention: bool = True,
+        dt_scale: str | None = None,
+        init: str = "lecun",
+        use_velocity: bool = True,
+        species: str = "atomic_number",
+        species_vocabulary: Sequence[int] = (),
+        node_attr_dim: int = 0,
+        speed: bool = True,
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"expected layers >= 1 (got {layers})")
+        if dt_scale not in DT_SCALES:
+            raise ValueError(f"expected dt_scale in {DT_SCALES} (got {dt_scale!r})")
+        if init not in INITS:
+            raise ValueError(f"expected init in {INITS} (got {init!r})")
+        self.node_input = NodeInput.from_options(species, species_vocabulary, node_attr_dim)
+        self.speed, self.use_velocity, self.dt_scale = speed, use_velocity, dt_scale
+        self.embedding = nn.Linear(self.node_input.dim + int(speed), hidden)
+        self.layers = nn.ModuleList(
+            SakeLayer(
+                hidden,
+                heads,
+                num_basis,
+                attention,
+                cutoff,
+                use_semantic_attention,
+                use_euclidean_attention,
+                use_spatial_attention,
+            )
+            for _ in range(layers)
+        )
+        if init == "lecun":
+            lecun_normal_(self)
+
+    def node_scalars(self, batch: WindowBatch, velocity: Tensor | None) -> Tensor:
+        """Invariant node input: NodeInput(batch) ‖ |v|. Shapes: -> [V, D_in]."""
+        scalars = self.node_input(batch)
+        if not self.speed:
+            return scalars
+        if velocity is None:
+            raise ValueError(
+                "expected velocities or at least 2 past frames for the speed input "
+                "(got 1 frame, no velocities)"
+            )
+        return torch.cat([scalars, velocity.norm(dim=1, keepdim=True)], dim=1)
+
+    def forward(self, batch: WindowBatch) -> Tensor:
+        velocity = input_velocity(batch)
+        h = self.embedding(self.node_scalars(batch, velocity))
+        x = batch.positions[:, -1]
+        v = velocity if self.use_velocity else None
+        step = batch.target_dt / len(self.layers) if self.dt_scale == "target_dt/L" else 1.0
+        graph = sake_graph(batch)
+        for layer in self.layers:
+            h, x, v = layer(h, x, v, graph, step)
+        return x
