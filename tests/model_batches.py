@@ -188,6 +188,14 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
     elif name == "egnn":
         charged = batch.node_attrs.shape[1] > 0
         options = {"hidden_dim": 16, "num_layers": 2, "edge_charges": charged}
+    elif name == "sake":
+        options = {
+            "hidden": 8,
+            "heads": 2,
+            "layers": 2,
+            "num_basis": 8,
+            "node_attr_dim": batch.node_attrs.shape[1],
+        }
     else:
         options = {}
     options.update(overrides)
