@@ -1,0 +1,303 @@
+"""Parse BVH text into a `BvhSkeleton` and its motion channels, with one-line errors.
+
+Accepts any channel order per joint, position channels below the root, ``End Site`` blocks,
+CRLF/CR line endings, tabs and braces on the same line as a joint name. Every problem is an
+`InputError` naming the file, and the line where one line is to blame.
+
+The hierarchy is small and parsed token by token; the motion block, which can hold millions of
+numbers, is parsed by NumPy in one call, and only when that fails are its rows inspected one by
+one to name the offending line.
+
+Shapes: F frames, J joints (end sites included), C channels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dynforecast.console import log
+from dynforecast.errors import InputError
+from dynforecast.io.bvh_kinematics import POSITION_CHANNELS, ROTATION_CHANNELS, BvhSkeleton
+
+_CHANNEL_NAMES = frozenset(POSITION_CHANNELS + ROTATION_CHANNELS)
+_MOTION_LINE = re.compile(r"^[ \t]*MOTION[ \t]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ParsedBvh:
+    """What a BVH file holds: hierarchy, frame time (s) and motion float64 [F, C]."""
+
+    skeleton: BvhSkeleton
+    frame_time: float
+    motion: np.ndarray
+
+
+class _Tokens:
+    """The hierarchy's tokens with their 1-based line numbers, read front to back."""
+
+    def __init__(self, lines: list[str], path: Path, end: str) -> None:
+        self.path = path
+        self.end = end  # where the tokens stop: "before MOTION" or "of file"
+        self.items = [(tok, n + 1) for n, line in enumerate(lines) for tok in line.split()]
+        self.pos = 0
+
+    def error(self, line: int, problem: str) -> InputError:
+        return InputError(f"{self.path}: line {line}: {problem}")
+
+    def peek(self) -> tuple[str, int] | None:
+        return self.items[self.pos] if self.pos < len(self.items) else None
+
+    def next(self, context: str) -> tuple[str, int]:
+        item = self.peek()
+        if item is None:
+            raise InputError(f"{self.path}: unexpected end {self.end} {context}")
+        self.pos += 1
+        return item
+
+    def rest_of_line(self, line: int) -> list[str]:
+        """Consume and return the tokens left on ``line``."""
+        out = []
+        while (item := self.peek()) is not None and item[1] == line:
+            out.append(item[0])
+            self.pos += 1
+        return out
+
+
+class _Hierarchy:
+    """Collects joints in file order while the recursive descent walks the braces."""
+
+    def __init__(self, tokens: _Tokens) -> None:
+        self.tokens = tokens
+        self.names: list[str] = []
+        self.parents: list[int] = []
+        self.offsets: list[tuple[float, float, float]] = []
+        self.channels: list[tuple[str, ...]] = []
+        self.end_site: list[bool] = []
+
+    def joint(self, parent: int, keyword: str, line: int) -> None:
+        """Parse ``<name> { OFFSET ... CHANNELS ... (JOINT | End Site)* }`` after ROOT/JOINT."""
+        tokens = self.tokens
+        words = tokens.rest_of_line(line)
+        brace_inline = bool(words) and words[-1] == "{"
+        name = " ".join(words[:-1] if brace_inline else words)
+        if not name:
+            raise tokens.error(line, f"{keyword} without a name")
+        index = self._add(name, parent, end_site=False)
+        if not brace_inline:
+            self._open_brace(f"after {keyword} {name!r}")
+        seen_offset = seen_channels = False
+        while True:
+            word, at = tokens.next(f"inside joint {name!r} (unbalanced braces)")
+            if word == "}":
+                break
+            if word == "OFFSET":
+                self.offsets[index] = self._offset(at, name)
+                seen_offset = True
+            elif word == "CHANNELS":
+                self.channels[index] = self._channels(at, name)
+                seen_channels = True
+            elif word == "JOINT":
+                self.joint(index, "JOINT", at)
+            elif word == "End" and (nxt := tokens.peek()) is not None and nxt[0] == "Site":
+                tokens.next("")
+                self._end_site(index, at)
+            elif word == "MOTION":
+                raise tokens.error(at, f"unbalanced braces: joint {name!r} is not closed")
+            else:
+                raise tokens.error(
+                    at,
+                    f"unexpected {word!r} in joint {name!r} "
+                    "(expected OFFSET, CHANNELS, JOINT, End Site or '}')",
+                )
+        if not seen_offset:
+            raise tokens.error(line, f"joint {name!r} has no OFFSET")
+        if not seen_channels:
+            raise tokens.error(line, f"joint {name!r} has no CHANNELS")
+
+    def _add(self, name: str, parent: int, *, end_site: bool) -> int:
+        self.names.append(name)
+        self.parents.append(parent)
+        self.offsets.append((0.0, 0.0, 0.0))
+        self.channels.append(())
+        self.end_site.append(end_site)
+        return len(self.names) - 1
+
+    def _open_brace(self, context: str) -> None:
+        word, at = self.tokens.next(context)
+        if word != "{":
+            raise self.tokens.error(at, f"expected '{{' {context}, got {word!r}")
+
+    def _end_site(self, parent: int, line: int) -> None:
+        parent_name = self.names[parent]
+        name = f"{parent_name}_end"
+        suffix = 1
+        while name in self.names:  # a joint with two end sites: keep names unique
+            name, suffix = f"{parent_name}_end{suffix}", suffix + 1
+        index = self._add(name, parent, end_site=True)
+        self._open_brace(f"after End Site of {parent_name!r}")
+        word, at = self.tokens.next(f"inside End Site of {parent_name!r}")
+        if word != "OFFSET":
+            raise self.tokens.error(
+                at, f"expected OFFSET in End Site of {parent_name!r}, got {word!r}"
+            )
+        self.offsets[index] = self._offset(at, f"End Site of {parent_name}")
+        word, at = self.tokens.next(f"inside End Site of {parent_name!r} (unbalanced braces)")
+        if word != "}":
+            raise self.tokens.error(
+                at, f"expected '}}' closing End Site of {parent_name!r}, got {word!r}"
+            )
+
+    def _offset(self, line: int, owner: str) -> tuple[float, float, float]:
+        words = self.tokens.rest_of_line(line)
+        try:
+            values = tuple(float(w) for w in words)
+        except ValueError:
+            values = ()
+        if len(values) != 3 or not np.all(np.isfinite(values)):
+            raise self.tokens.error(
+                line, f"OFFSET of {owner!r} needs 3 finite numbers, got {' '.join(words)!r}"
+            )
+        return values  # type: ignore[return-value]
+
+    def _channels(self, line: int, owner: str) -> tuple[str, ...]:
+        words = self.tokens.rest_of_line(line)
+        if not words or not words[0].isdigit():
+            raise self.tokens.error(line, f"CHANNELS of {owner!r} must start with a count")
+        declared, names = int(words[0]), words[1:]
+        if len(names) != declared:
+            raise self.tokens.error(
+                line, f"joint {owner!r} declares {declared} channels but lists {len(names)}"
+            )
+        for channel in names:
+            if channel not in _CHANNEL_NAMES:
+                raise self.tokens.error(line, f"unknown channel {channel!r} in joint {owner!r}")
+        positions = [c for c in names if c in POSITION_CHANNELS]
+        if len(set(positions)) != len(positions):
+            raise self.tokens.error(line, f"joint {owner!r} repeats a position channel")
+        return tuple(names)
+
+    def skeleton(self) -> BvhSkeleton:
+        return BvhSkeleton(
+            names=tuple(self.names),
+            parents=np.array(self.parents, dtype=np.int64),
+            offsets=np.array(self.offsets, dtype=np.float64).reshape(-1, 3),
+            channels=tuple(self.channels),
+            end_site=np.array(self.end_site, dtype=bool),
+        )
+
+
+def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
+    tokens = _Tokens(lines, path, end)
+    first = tokens.next("(no HIERARCHY)")
+    if first[0] != "HIERARCHY":
+        raise tokens.error(first[1], f"expected 'HIERARCHY', got {first[0]!r}")
+    word, at = tokens.next("after HIERARCHY (no ROOT)")
+    if word != "ROOT":
+        raise tokens.error(at, f"expected 'ROOT', got {word!r}")
+    hierarchy = _Hierarchy(tokens)
+    hierarchy.joint(-1, "ROOT", at)
+    if (extra := tokens.peek()) is not None:
+        word, at = extra
+        problem = (
+            "unbalanced braces: '}' after the ROOT joint is closed"
+            if word == "}"
+            else "only one ROOT per file is supported"
+            if word == "ROOT"
+            else f"expected 'MOTION' after the hierarchy, got {word!r}"
+        )
+        raise tokens.error(at, problem)
+    skeleton = hierarchy.skeleton()
+    if skeleton.n_channels == 0:
+        raise InputError(f"{path}: the hierarchy declares no channels")
+    return skeleton
+
+
+def _header_value(lines: list[str], index: int, label: str, motion_line: int, path: Path) -> str:
+    """The value after ``label`` (e.g. 'Frames:') on ``lines[index]`` after MOTION, or an error."""
+    if index >= len(lines):
+        raise InputError(f"{path}: unexpected end of file: expected '{label} ...' after MOTION")
+    line = lines[index].strip()
+    if not line.startswith(label):
+        raise InputError(
+            f"{path}: line {motion_line + index}: expected '{label} ...', got {line!r}"
+        )
+    return line[len(label) :].strip()
+
+
+def _motion_rows(
+    rows: list[str], line_numbers: np.ndarray, n_channels: int, path: Path
+) -> np.ndarray:
+    """Parse motion rows to float64 [F, C]; name the first bad line when that fails."""
+    values = None
+    try:
+        values = np.loadtxt(rows, dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        pass
+    if values is None or values.shape[1] != n_channels:
+        for row, line in zip(rows, line_numbers, strict=True):  # error path only
+            words = row.split()
+            if len(words) != n_channels:
+                raise InputError(
+                    f"{path}: line {line}: expected {n_channels} channel values, got {len(words)}"
+                )
+            for word in words:
+                try:
+                    float(word)
+                except ValueError:
+                    raise InputError(
+                        f"{path}: line {line}: non-numeric value {word!r} in motion data"
+                    ) from None
+        raise InputError(f"{path}: motion data could not be parsed")  # pragma: no cover
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(
+            f"{path}: line {line_numbers[row]}: non-finite value {values[row, col]} in motion data"
+        )
+    return values
+
+
+def parse_bvh(text: str, path: Path) -> ParsedBvh:
+    """Parse a whole BVH file's text; ``path`` only names the file in error messages."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    marker = _MOTION_LINE.search(text)
+    head = text[: marker.start()] if marker else text
+    skeleton = _parse_hierarchy(head.splitlines(), path, "before MOTION" if marker else "of file")
+    if marker is None:
+        raise InputError(f"{path}: no MOTION section")
+    motion_line = head.count("\n") + 1
+    lines = text[marker.end() :].splitlines()  # lines[0] is the rest of the MOTION line
+
+    frames_text = _header_value(lines, 1, "Frames:", motion_line, path)
+    if not frames_text.isdigit() or int(frames_text) == 0:
+        raise InputError(
+            f"{path}: line {motion_line + 1}: expected a positive frame count, got {frames_text!r}"
+        )
+    n_frames = int(frames_text)
+    time_text = _header_value(lines, 2, "Frame Time:", motion_line, path)
+    try:
+        frame_time = float(time_text)
+    except ValueError:
+        frame_time = float("nan")
+    if not (np.isfinite(frame_time) and frame_time > 0):
+        raise InputError(
+            f"{path}: line {motion_line + 2}: expected a positive frame time, got {time_text!r}"
+        )
+
+    body = np.array(lines[3:], dtype=str)
+    nonblank = np.flatnonzero(np.char.strip(body) != "") if body.size else np.zeros(0, int)
+    if nonblank.size < n_frames:
+        raise InputError(
+            f"{path}: truncated BVH: expected {n_frames} frames of {skeleton.n_channels} "
+            f"channels, got {nonblank.size}"
+        )
+    if nonblank.size > n_frames:
+        log(f"{path}: {nonblank.size - n_frames} motion rows after the {n_frames} frames ignored")
+    used = nonblank[:n_frames]
+    rows = body[used].tolist()
+    motion = _motion_rows(rows, used + motion_line + 3, skeleton.n_channels, path)
+    return ParsedBvh(skeleton=skeleton, frame_time=frame_time, motion=motion)
