@@ -83,7 +83,79 @@ OverwriteOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 # Commands: ingest, info ------------------------------------------------------------------------
-# (io commands go here)
+
+
+@app.command()
+@handle_errors
+def ingest(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="PDB, XYZ/extended XYZ, or trajectories (DCD, XTC, TRR, ...) with --topology."
+        ),
+    ],
+    output: OutputOption,
+    topology: Annotated[
+        Path | None,
+        typer.Option(help="Topology (PDB, PSF, GRO, PRMTOP, MOL2) of every trajectory input."),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option("--name", help="System name, once per input (default: file name)."),
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option(help="mdtraj atom selection, e.g. 'name CA', 'not element H'.")
+    ] = None,
+    stride: Annotated[int, typer.Option(help="Keep every STRIDE-th frame.")] = 1,
+    chunk_frames: Annotated[
+        int, typer.Option(help="Frames read and written at a time (bounds memory).")
+    ] = 256,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Convert molecular files into one H5MD file, one system per input."""
+    from contextlib import nullcontext
+
+    from dynforecast.console import is_interactive, log, stderr
+    from dynforecast.io.ingest import format_ingest_summary
+    from dynforecast.io.ingest import ingest as run_ingest
+
+    spinner = stderr.status("ingesting") if is_interactive() else nullcontext()
+    with spinner as status:
+
+        def progress(system: str, frames: int) -> None:
+            if status is not None:
+                status.update(f"ingesting {system}: {frames} frames")
+
+        systems = run_ingest(
+            inputs,
+            output,
+            topology=topology,
+            names=name,
+            select=select,
+            stride=stride,
+            chunk_frames=chunk_frames,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    for system in systems:
+        log(f"ingested {system.source} -> {output}:{system.name} ({system.frames} frames)")
+    print(format_ingest_summary(systems, output))
+
+
+@app.command()
+@handle_errors
+def info(
+    file: Annotated[Path, typer.Argument(help="An H5MD file written by dynforecast.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show the systems of an H5MD file: frames, particles, species, units, ranges, NaN counts."""
+    import json
+
+    from dynforecast.io.info import describe_h5md, format_info
+
+    summary = describe_h5md(file)
+    print(json.dumps(summary, indent=2) if json_output else format_info(summary))
+
 
 # Commands: generate ----------------------------------------------------------------------------
 # (data-generation commands go here)

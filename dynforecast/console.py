@@ -21,4 +21,4 @@ def is_interactive() -> bool:
 
 def log(message: str) -> None:
     """One log line on stderr."""
-    stderr.print(message, markup=False)
+    stderr.print(message, markup=False, soft_wrap=True)

@@ -1,0 +1,40 @@
+"""Write a `Trajectory` back to a source format chosen by the output's extension.
+
+Used by ``predict --export``: .pdb (io/pdb.py), .xyz/.extxyz (io/xyz.py), .bvh (io/bvh.py,
+imported only when asked for, as it belongs to the skeleton side).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynforecast.errors import OutputError
+from dynforecast.io.inputs import extension_of
+from dynforecast.io.trajectory import Trajectory
+
+EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh")
+
+
+def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool = False) -> None:
+    """Write ``trajectory`` to ``path`` in the format its extension names, atomically."""
+    path = Path(path)
+    extension = extension_of(path)
+    if extension == ".pdb":
+        from dynforecast.io.pdb import write_pdb
+
+        write_pdb(trajectory, path, overwrite=overwrite)
+    elif extension in (".xyz", ".extxyz"):
+        from dynforecast.io.xyz import write_xyz
+
+        write_xyz(trajectory, path, overwrite=overwrite)
+    elif extension == ".bvh":
+        from dynforecast.io.atomic import check_output_path
+        from dynforecast.io.bvh import write_bvh
+
+        check_output_path(path, overwrite=overwrite)
+        write_bvh(trajectory, path)
+    else:
+        raise OutputError(
+            f"{path}: unknown export extension {extension or '(none)'!r} "
+            f"(supported: {', '.join(EXPORT_EXTENSIONS)})"
+        )

@@ -1,0 +1,130 @@
+"""`dynforecast ingest`: convert input files into one H5MD file, one system per input.
+
+Each input is opened as a stream (`readers.open_input`) and written chunk by chunk
+(`H5MDWriter.append_frames`), so memory holds one chunk of frames at a time whatever the
+trajectory's length. The output appears only when every input converted (atomic rename).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynforecast.errors import UsageError
+from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
+from dynforecast.io.readers import default_system_name, open_input
+from dynforecast.io.table import format_table
+
+#: Called after each chunk with (system name, frames written so far).
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class IngestedSystem:
+    """What one input became: the summary `ingest` prints."""
+
+    name: str
+    source: str
+    frames: int
+    particles: int
+    bonds: int
+    length_unit: str
+    time_unit: str
+    has_velocities: bool
+
+
+def system_names(inputs: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+    """The names given with --name (one per input), or unique names from the file names."""
+    if names:
+        if len(names) != len(inputs):
+            raise UsageError(f"--name given {len(names)} times for {len(inputs)} inputs")
+        for name in names:
+            if not SYSTEM_NAME.match(name):
+                raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
+        duplicates = sorted({name for name in names if list(names).count(name) > 1})
+        if duplicates:
+            raise UsageError(f"--name {duplicates[0]!r} given twice")
+        return list(names)
+    chosen: list[str] = []
+    for path in inputs:
+        base = default_system_name(path)
+        name, suffix = base, 2
+        while name in chosen:
+            name, suffix = f"{base}-{suffix}", suffix + 1
+        chosen.append(name)
+    return chosen
+
+
+def ingest(
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    topology: str | Path | None = None,
+    names: Sequence[str] | None = None,
+    select: str | None = None,
+    stride: int = 1,
+    chunk_frames: int = 256,
+    overwrite: bool = False,
+    compression: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[IngestedSystem]:
+    """Convert ``inputs`` into the H5MD file ``output``; return one summary per system.
+
+    ``topology`` (a PDB/PSF/GRO/... file) applies to every input, which are then trajectories.
+    """
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise UsageError("no input files given")
+    chosen = system_names(paths, names)
+    summaries = []
+    with H5MDWriter(output, overwrite=overwrite, compression=compression) as writer:
+        for path, name in zip(paths, chosen, strict=True):
+            system = open_input(
+                path,
+                name=name,
+                topology=topology,
+                select=select,
+                stride=stride,
+                chunk_frames=chunk_frames,
+            )
+            header = system.header
+            add_trajectory_system(writer, header, has_velocities=system.has_velocities)
+            frames = 0
+            for chunk in system.chunks:
+                writer.append_frames(
+                    name, chunk.positions, chunk.time, chunk.step, chunk.velocities
+                )
+                frames += chunk.n_frames
+                if progress is not None:
+                    progress(name, frames)
+            summaries.append(
+                IngestedSystem(
+                    name=name,
+                    source=header.source,
+                    frames=frames,
+                    particles=header.n_particles,
+                    bonds=int(header.bonds.shape[0]),
+                    length_unit=header.length_unit,
+                    time_unit=header.time_unit,
+                    has_velocities=system.has_velocities,
+                )
+            )
+    return summaries
+
+
+def format_ingest_summary(systems: Sequence[IngestedSystem], output: str | Path) -> str:
+    """Plain-text table of the ingested systems (stdout of `dynforecast ingest`)."""
+    rows = [("system", "frames", "particles", "bonds", "units", "source")]
+    rows += [
+        (
+            s.name,
+            str(s.frames),
+            str(s.particles),
+            str(s.bonds),
+            f"{s.length_unit}, {s.time_unit}",
+            s.source,
+        )
+        for s in systems
+    ]
+    return f"{output}\n{format_table(rows)}"

@@ -1,0 +1,100 @@
+"""Pick the reader of an input file by its extension.
+
+One entry point for `ingest` and for library users: `open_input` streams a file's frames,
+`read_trajectory` returns it whole. Unknown extensions are refused with the list of supported
+ones; with ``topology`` the input is a trajectory whose atoms the topology file describes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynforecast.errors import InputError, UsageError
+from dynforecast.io.inputs import extension_of
+from dynforecast.io.molecular import (
+    STANDALONE_EXTENSIONS,
+    TOPOLOGY_EXTENSIONS,
+    TRAJECTORY_EXTENSIONS,
+    open_molecular,
+)
+from dynforecast.io.stream import StreamedSystem, collect
+from dynforecast.io.trajectory import Trajectory
+from dynforecast.io.xyz import XYZ_EXTENSIONS, open_xyz
+
+#: Extensions readable on their own (BVH is read by dynforecast.io.bvh).
+SUPPORTED_EXTENSIONS = (*STANDALONE_EXTENSIONS, *XYZ_EXTENSIONS)
+
+
+def _supported(extensions: tuple[str, ...]) -> str:
+    return ", ".join(sorted(set(extensions)))
+
+
+def open_input(
+    path: str | Path,
+    *,
+    name: str,
+    topology: str | Path | None = None,
+    select: str | None = None,
+    stride: int = 1,
+    chunk_frames: int = 256,
+) -> StreamedSystem:
+    """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
+
+    ``select`` is an mdtraj selection and needs a molecular input (XYZ has no residues to select).
+    """
+    if stride < 1:
+        raise UsageError(f"--stride must be at least 1 (got {stride})")
+    if chunk_frames < 1:
+        raise UsageError(f"--chunk-frames must be at least 1 (got {chunk_frames})")
+    path = Path(path)
+    extension = extension_of(path)
+    if topology is not None:
+        top_extension = extension_of(topology)
+        if top_extension not in TOPOLOGY_EXTENSIONS:
+            raise InputError(
+                f"{topology}: unknown topology extension {top_extension!r} "
+                f"(supported: {_supported(TOPOLOGY_EXTENSIONS)})"
+            )
+        if extension not in TRAJECTORY_EXTENSIONS:
+            raise InputError(
+                f"{path}: unknown trajectory extension {extension!r} "
+                f"(supported with --topology: {_supported(TRAJECTORY_EXTENSIONS)})"
+            )
+        return open_molecular(
+            path,
+            name=name,
+            topology=topology,
+            select=select,
+            stride=stride,
+            chunk_frames=chunk_frames,
+        )
+    if extension in STANDALONE_EXTENSIONS:
+        return open_molecular(
+            path, name=name, select=select, stride=stride, chunk_frames=chunk_frames
+        )
+    if extension in XYZ_EXTENSIONS:
+        if select is not None:
+            raise UsageError(f"--select needs a PDB or topology input ({path} is XYZ)")
+        return open_xyz(path, name=name, stride=stride, chunk_frames=chunk_frames)
+    if extension in TRAJECTORY_EXTENSIONS:
+        raise InputError(f"{path}: a {extension} trajectory needs --topology")
+    raise InputError(
+        f"{path}: unknown extension {extension or '(none)'!r} "
+        f"(supported: {_supported(SUPPORTED_EXTENSIONS)}; with --topology: "
+        f"{_supported(TRAJECTORY_EXTENSIONS)})"
+    )
+
+
+def read_trajectory(path: str | Path, *, name: str | None = None, **options) -> Trajectory:
+    """Read a whole input file into memory (``options`` as for `open_input`)."""
+    return collect(open_input(path, name=name or default_system_name(path), **options))
+
+
+def default_system_name(path: str | Path) -> str:
+    """A valid system name from a file name: ``runs/adk_dims.dcd`` -> ``adk_dims``."""
+    stem = Path(path).name
+    extension = extension_of(path)
+    if extension and stem.lower().endswith(extension):
+        stem = stem[: -len(extension)]
+    cleaned = "".join(c if c.isalnum() or c in "_-." else "_" for c in stem)
+    return cleaned.strip(".") or "system"

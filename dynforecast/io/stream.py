@@ -1,0 +1,93 @@
+"""Frame-chunk streaming shared by the readers, `ingest` and the H5MD writer.
+
+A reader opens a source as a `StreamedSystem`: the time-independent part (a `Trajectory` with
+zero frames: species, bonds, names, units, parameters) plus an iterator of `FrameChunk`s. Ingest
+writes each chunk as it arrives, so a trajectory larger than memory converts; `collect` joins the
+chunks when a whole in-memory `Trajectory` is wanted.
+
+Shapes: f frames in a chunk, F frames in all, N particles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dynforecast.errors import InputError
+from dynforecast.io.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    """Consecutive frames of one system.
+
+    Fields: positions float32 [f, N, 3]; time float64 [f]; step int64 [f];
+    velocities float32 [f, N, 3] or None.
+    """
+
+    positions: np.ndarray
+    time: np.ndarray
+    step: np.ndarray
+    velocities: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+
+@dataclass
+class StreamedSystem:
+    """A system whose frames are read lazily.
+
+    ``header`` is a `Trajectory` with zero frames that carries everything but the frames;
+    ``has_velocities`` says whether the chunks carry velocities (known before the first chunk,
+    because the H5MD layout is created before frames are appended). ``chunks`` can be iterated
+    once.
+    """
+
+    header: Trajectory
+    has_velocities: bool
+    chunks: Iterator[FrameChunk]
+
+
+def empty_frames(n_particles: int) -> dict[str, np.ndarray]:
+    """The frame fields of a zero-frame header `Trajectory`."""
+    return {
+        "positions": np.zeros((0, n_particles, 3), dtype=np.float32),
+        "time": np.zeros(0, dtype=np.float64),
+        "step": np.zeros(0, dtype=np.int64),
+    }
+
+
+def check_finite(path: str | Path, positions: np.ndarray, first_frame: int) -> None:
+    """Raise InputError naming ``path`` and the first frame (0-based, in the file) with NaN/inf.
+
+    ``first_frame`` is the file frame index of ``positions[0]``; the check is one vectorised
+    reduction per chunk.
+    """
+    bad_frames = ~np.isfinite(positions).reshape(positions.shape[0], -1).all(axis=1)
+    if bad_frames.any():
+        frame = first_frame + int(np.argmax(bad_frames))
+        raise InputError(f"{path}: non-finite (NaN or inf) coordinates in frame {frame}")
+
+
+def collect(system: StreamedSystem) -> Trajectory:
+    """Read every chunk of ``system`` into one in-memory `Trajectory`."""
+    chunks = list(system.chunks)
+    header = system.header
+    if not chunks:
+        return dataclasses.replace(header, **empty_frames(header.n_particles))
+    velocities = np.concatenate([c.velocities for c in chunks]) if system.has_velocities else None
+    trajectory = dataclasses.replace(
+        header,
+        positions=np.concatenate([c.positions for c in chunks]),
+        time=np.concatenate([c.time for c in chunks]),
+        step=np.concatenate([c.step for c in chunks]),
+        velocities=velocities,
+    )
+    trajectory.validate()
+    return trajectory
