@@ -158,7 +158,45 @@ def info(
 
 
 # Commands: generate ----------------------------------------------------------------------------
-# (data-generation commands go here)
+
+generate_app = typer.Typer(
+    help="Generate synthetic data sets (the built-in charged N-body system).",
+    no_args_is_help=True,
+)
+app.add_typer(generate_app, name="generate")
+
+
+@generate_app.command("nbody")
+@handle_errors
+def generate_nbody(
+    output: OutputOption,
+    trajectories: Annotated[
+        int, typer.Option("--trajectories", "-n", help="Trajectories to simulate.", min=1)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the random stream (EGNN's data: 43).")] = 43,
+    first_index: Annotated[
+        int, typer.Option(help="Stream index of the first trajectory (skip-ahead).", min=0)
+    ] = 0,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="exact: EGNN's per-trajectory float64 arithmetic (~0.2 s per trajectory); "
+            "fast: all trajectories at once (~10x faster, tested against exact)."
+        ),
+    ] = "exact",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Simulate EGNN's charged 5-particle system (frames 30 -> 40 is the standard task) to H5MD."""
+    from dynforecast.data.builtin import generate_nbody_file
+
+    summary = generate_nbody_file(
+        output, trajectories, seed, mode=mode, first_index=first_index, overwrite=overwrite
+    )
+    print(summary.line())
+
+
+# Commands: train, evaluate, predict ------------------------------------------------------------
+# (learning commands go here)
 
 # Commands: train, evaluate, predict ------------------------------------------------------------
 # (learning commands go here)

@@ -1,0 +1,114 @@
+"""The built-in data set: charged N-body trajectories, generated once and cached.
+
+`dynforecast train` with no data file trains on it, so it must be small enough for a quick run
+on a 2-core CPU: 300 trajectories of seed 43 (stream indices 0-299, fast mode, which is
+bit-identical to exact mode on the machines tested; about 3 s to generate, 0.5 MB of arrays).
+Its default task is "nbody-multiframe": T = 10 past frames at spacing 1 and the target 10 frames
+(1000 steps) after the last one, over every start (30 windows per trajectory, 9000 in all),
+fully connected graphs (20 directed edges), split by whole trajectories (240/30/30). This is
+dynforecast's own multi-frame variant, NOT EGNN's standard frame 30 -> 40 task
+(`PROTOCOLS["nbody-standard"]`), and its numbers must never be reported as that task's.
+
+Cache directory: $DYNFORECAST_CACHE, else $XDG_CACHE_HOME/dynforecast, else
+~/.cache/dynforecast. The file is written atomically (temporary file + rename), so concurrent
+first runs and interrupted runs never leave a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynforecast.data.graphs import GraphSpec
+from dynforecast.data.nbody import MODES, nbody_trajectories, simulate_nbody
+from dynforecast.data.windows import PROTOCOLS
+from dynforecast.errors import OutputError, UsageError
+
+BUILTIN_TRAJECTORIES = 300
+BUILTIN_SEED = 43
+BUILTIN_MODE = "fast"
+#: Bump when the generator or the file layout changes, so stale caches are not reused.
+BUILTIN_VERSION = 1
+BUILTIN_TASK = "nbody-multiframe"
+BUILTIN_WINDOWS = PROTOCOLS[BUILTIN_TASK]
+BUILTIN_GRAPH = GraphSpec(kind="all_pairs")
+BUILTIN_SPLIT = "systems"
+BUILTIN_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class NBodyFileSummary:
+    """What `generate_nbody_file` wrote (printed by ``dynforecast generate nbody``)."""
+
+    path: Path
+    n_trajectories: int
+    seed: int
+    mode: str
+    first_index: int
+    seconds: float
+
+    def line(self) -> str:
+        last = self.first_index + self.n_trajectories - 1
+        return (
+            f"wrote {self.path}: {self.n_trajectories} charged N-body trajectories "
+            f"(49 frames x 5 particles, seed {self.seed}, stream {self.first_index}-{last}, "
+            f"{self.mode} mode) in {self.seconds:.1f} s"
+        )
+
+
+def generate_nbody_file(
+    path: Path,
+    n_trajectories: int = 1000,
+    seed: int = 43,
+    *,
+    mode: str = "exact",
+    first_index: int = 0,
+    overwrite: bool = False,
+) -> NBodyFileSummary:
+    """Simulate trajectories of the seed's stream and write them to H5MD, one system each."""
+    from dynforecast.console import log
+    from dynforecast.io.atomic import check_output_path
+    from dynforecast.io.h5md import write_h5md
+
+    path = Path(path)
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+    check_output_path(path, overwrite=overwrite)  # fail before minutes of simulation, not after
+    log(f"simulating {n_trajectories} trajectories ({mode} mode)")
+    started = time.perf_counter()
+    arrays = simulate_nbody(n_trajectories, seed, mode=mode, first_index=first_index)
+    write_h5md(path, nbody_trajectories(arrays), overwrite=overwrite)
+    return NBodyFileSummary(
+        path, n_trajectories, seed, mode, first_index, time.perf_counter() - started
+    )
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached (see module docstring)."""
+    if os.environ.get("DYNFORECAST_CACHE"):
+        return Path(os.environ["DYNFORECAST_CACHE"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "dynforecast"
+    return Path.home() / ".cache" / "dynforecast"
+
+
+def builtin_dataset_path() -> Path:
+    """The built-in data set's H5MD file, generated on first use (a few seconds) and cached."""
+    from dynforecast.console import log
+
+    name = f"nbody-seed{BUILTIN_SEED}-n{BUILTIN_TRAJECTORIES}-{BUILTIN_MODE}-v{BUILTIN_VERSION}.h5"
+    path = cache_dir() / name
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{path.parent}: cannot create the cache directory ({exc.strerror or exc}); "
+            "set DYNFORECAST_CACHE to a writable directory"
+        ) from None
+    log(f"generating the built-in N-body data set once: {path}")
+    generate_nbody_file(path, BUILTIN_TRAJECTORIES, BUILTIN_SEED, mode=BUILTIN_MODE, overwrite=True)
+    return path
