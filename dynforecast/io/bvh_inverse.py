@@ -139,11 +139,13 @@ def inverse_kinematics(skeleton: BvhSkeleton, positions: np.ndarray) -> JointMot
     bones = positions[:, plan.pull_child] - positions[:, plan.pull_parent]  # [F, P, 3]
     rest_dirs = _unit(offsets[plan.pull_child])  # [P, 3]
     seen_dirs = _unit(bones)
-    covariance = np.zeros((joints, frames, 3, 3))
-    outer = rest_dirs[None, :, :, None] * seen_dirs[:, :, None, :]  # [F, P, 3, 3]
-    np.add.at(covariance, plan.pull_parent, np.swapaxes(outer, 0, 1))
     kabsch_joints = np.flatnonzero(plan.kabsch)
-    kabsch_rot = kabsch_rotations(np.swapaxes(covariance[kabsch_joints], 0, 1))
+    # H_j = sum over j's pulling children of rest_dir outer seen_dir: one product with a 0/1
+    # membership matrix [K, P] sums all children of all Kabsch joints at once.
+    membership = (plan.pull_parent[None, :] == kabsch_joints[:, None]).astype(np.float64)
+    outer = rest_dirs[None, :, :, None] * seen_dirs[:, :, None, :]  # [F, P, 3, 3]
+    covariance = membership @ outer.reshape(frames, -1, 9)  # [F, K, 9]
+    kabsch_rot = kabsch_rotations(covariance.reshape(frames, -1, 3, 3))
 
     swing_of = np.full(joints, -1, dtype=np.int64)  # joint -> index into the pulling bones
     swing_of[plan.pull_child] = np.arange(plan.pull_child.size)

@@ -127,8 +127,8 @@ class BvhSkeleton:
         return positions, columns, axes
 
 
-def axis_rotations(axes: np.ndarray, angles_rad: np.ndarray) -> np.ndarray:
-    """Rotation matrices about coordinate axes (0=x, 1=y, 2=z), right-handed.
+def axis_rotations(axes: np.ndarray | int, angles_rad: np.ndarray) -> np.ndarray:
+    """Rotation matrices about coordinate axes (0=x, 1=y, 2=z), right-handed (Rodrigues).
 
     Shapes: axes [...] (broadcast against angles), angles_rad [...] -> [..., 3, 3].
     """
@@ -137,52 +137,86 @@ def axis_rotations(axes: np.ndarray, angles_rad: np.ndarray) -> np.ndarray:
     return np.eye(3) + sin * _AXIS_CROSS[axes] + (1.0 - cos) * _AXIS_CROSS_SQ[axes]
 
 
-def _gather_channels(motion: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """motion[:, columns] with 0 where a column is -1. Shapes: [F, C], [...] -> [F, ...]."""
-    values = motion[:, np.maximum(columns, 0)]
-    return np.where(columns >= 0, values, 0.0)
+# Quaternions below are stored components first, [4, ...] = (w, x, y, z), so that every
+# operation is a few whole-array multiplications (Hamilton product, R(p q) = R(p) R(q)).
 
 
-def local_transforms(skeleton: BvhSkeleton, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each joint's rotation and translation relative to its parent frame.
+def quaternion_multiply(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamilton product p q. Shapes: [4, ...], [4, ...] -> [4, ...]."""
+    pw, px, py, pz = p
+    qw, qx, qy, qz = q
+    return np.stack(
+        [
+            pw * qw - px * qx - py * qy - pz * qz,
+            pw * qx + px * qw + py * qz - pz * qy,
+            pw * qy - px * qz + py * qw + pz * qx,
+            pw * qz + px * qy - py * qx + pz * qw,
+        ]
+    )
 
-    Shapes: motion float [F, C] -> rotations [F, J, 3, 3], local positions [F, J, 3]
-    (OFFSET plus position channels).
+
+def quaternion_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors by unit quaternions: v + w t + u x t with t = 2 u x v, u = (x, y, z).
+
+    Shapes: q [4, ...], v [3, ...] -> [3, ...].
+    """
+    u = q[1:]
+    t = 2.0 * np.cross(u, v, axis=0)
+    return v + q[0] * t + np.cross(u, t, axis=0)
+
+
+def channel_quaternions(skeleton: BvhSkeleton, motion_t: np.ndarray) -> np.ndarray:
+    """Each joint's local rotation as a unit quaternion, channels composed in file order.
+
+    Shapes: motion_t [C, F] (channels first) -> [4, J, F].
     """
     columns, axes = skeleton.rotation_columns
-    angles = np.deg2rad(_gather_channels(motion, columns))  # [F, J, K]
-    rotations = np.broadcast_to(np.eye(3), (*angles.shape[:2], 3, 3))
-    for k in range(angles.shape[2]):  # one step per channel slot, all joints at once
-        rotations = rotations @ axis_rotations(axes[:, k], angles[:, :, k])
-    local = skeleton.offsets + _gather_channels(motion, skeleton.position_columns)
-    return rotations, local
+    half = 0.5 * np.deg2rad(_gather_channels(motion_t, columns))  # [J, K, F]
+    axis_onehot = (axes.T[:, None, :] == np.arange(3)[None, :, None]).astype(np.float64)
+    quaternion = None
+    for k in range(half.shape[1]):  # one step per channel slot, all joints and frames at once
+        sin = np.sin(half[:, k])  # [J, F]
+        step = np.concatenate([np.cos(half[:, k])[None], axis_onehot[k][:, :, None] * sin[None]])
+        quaternion = step if quaternion is None else quaternion_multiply(quaternion, step)
+    return quaternion
+
+
+def _gather_channels(motion_t: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """motion_t[columns] with 0 where a column is -1. Shapes: [C, F], [...] -> [..., F]."""
+    values = motion_t[np.maximum(columns, 0)]
+    return np.where((columns >= 0)[..., None], values, 0.0)
 
 
 def forward_kinematics(skeleton: BvhSkeleton, motion: np.ndarray) -> np.ndarray:
     """Global joint positions from motion channels (float64, BVH units).
 
     Loops over tree depth levels only: all joints of one depth are placed together, for all
-    frames at once.
+    frames at once. Rotations are composed as quaternions (fewer operations than 3x3 matrices)
+    in a joints-first, frames-last layout so that gathering parents copies contiguous rows.
 
     Shapes: motion [F, C] -> positions [F, J, 3].
     """
-    rotations, local = local_transforms(skeleton, motion)
-    frames = motion.shape[0]
-    global_rot = np.empty((frames, skeleton.n_joints, 3, 3))
-    global_pos = np.empty((frames, skeleton.n_joints, 3))
+    motion_t = np.ascontiguousarray(np.asarray(motion, dtype=np.float64).T)  # [C, F]
+    local_rot = channel_quaternions(skeleton, motion_t)  # [4, J, F]
+    # OFFSET plus position channels, [3, J, F]
+    local_pos = skeleton.offsets.T[:, :, None] + np.moveaxis(
+        _gather_channels(motion_t, skeleton.position_columns), 1, 0
+    )
+    global_rot = np.empty_like(local_rot)
+    global_pos = np.empty_like(local_pos)
     for level in skeleton.depth_levels:
         parents = skeleton.parents[level]
         is_root = parents < 0
-        roots, children = level[is_root], level[~is_root]
-        global_rot[:, roots] = rotations[:, roots]
-        global_pos[:, roots] = local[:, roots]
+        roots, children, of = level[is_root], level[~is_root], parents[~is_root]
+        global_rot[:, roots] = local_rot[:, roots]
+        global_pos[:, roots] = local_pos[:, roots]
         if children.size:
-            parent_rot = global_rot[:, parents[~is_root]]
-            global_rot[:, children] = parent_rot @ rotations[:, children]
-            global_pos[:, children] = global_pos[:, parents[~is_root]] + np.einsum(
-                "fjab,fjb->fja", parent_rot, local[:, children]
+            parent_rot = global_rot[:, of]
+            global_rot[:, children] = quaternion_multiply(parent_rot, local_rot[:, children])
+            global_pos[:, children] = global_pos[:, of] + quaternion_rotate(
+                parent_rot, local_pos[:, children]
             )
-    return global_pos
+    return np.transpose(global_pos, (2, 1, 0))
 
 
 def euler_angles(rotations: np.ndarray, orders: np.ndarray) -> np.ndarray:
