@@ -198,5 +198,123 @@ def generate_nbody(
 # Commands: train, evaluate, predict ------------------------------------------------------------
 # (learning commands go here)
 
-# Commands: train, evaluate, predict ------------------------------------------------------------
-# (learning commands go here)
+
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:<index>.", show_default="auto"),
+]
+
+
+@app.command()
+@handle_errors
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="H5MD data file; without it the built-in N-body set (cached)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="estag, sake or egnn.", show_default="estag")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory; resumes if it holds last.pt.",
+            show_default="runs/<model>-<timestamp>",
+            file_okay=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Configuration file (.toml or .json).", dir_okay=False)
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a configuration key, e.g. optim.lr=1e-3 (repeatable)."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="optim.epochs", show_default="20")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="optim.batch_size", show_default="100")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="optim.lr", show_default="5e-4")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed", show_default="0")] = None,
+    device: DeviceOption = None,
+    amp: Annotated[
+        bool, typer.Option("--amp", help="bfloat16 autocast (CUDA only; optim.amp).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a model; SIGTERM/SIGUSR1 checkpoint and exit 75, rerunning resumes."""
+    import json
+
+    from dynforecast.train.config import resolve_config
+    from dynforecast.train.run import train as run_training
+
+    options = {
+        "model.name": model,
+        "optim.epochs": epochs,
+        "optim.batch_size": batch_size,
+        "optim.lr": lr,
+        "seed": seed,
+        "device": device,
+        "optim.amp": True if amp else None,
+    }
+    resolved = resolve_config(config, set_ or [], options)
+    summary = run_training(data, resolved, out)
+    print(json.dumps(summary.to_dict()) if json_output else summary.line())
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="best.pt or last.pt of a run.")],
+    data: Annotated[Path, typer.Argument(help="H5MD data file.")],
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+    device: DeviceOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """MSE of a checkpoint on a split, with the stay and constant-velocity baselines."""
+    import json
+
+    from dynforecast.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(checkpoint, data, split, device=device or "auto")
+    print(json.dumps(report.to_dict()) if json_output else report.table())
+
+
+@app.command()
+@handle_errors
+def predict(
+    data: Annotated[Path, typer.Argument(help="H5MD data file with the given frames.")],
+    checkpoint: Annotated[Path, typer.Option(help="best.pt or last.pt of a run.")],
+    steps: Annotated[int, typer.Option(help="Frames to predict.")],
+    output: OutputOption,
+    system: Annotated[
+        str | None, typer.Option(help="System to roll out.", show_default="the first")
+    ] = None,
+    start: Annotated[
+        int | None,
+        typer.Option(help="Last given frame.", show_default="the last frame"),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Also write the forecast as .pdb, .xyz or .bvh.", dir_okay=False),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    device: DeviceOption = None,
+) -> None:
+    """Autoregressive rollout to H5MD (observables/is_forecast marks predicted frames)."""
+    from dynforecast.predict import predict_file
+
+    summary = predict_file(
+        data,
+        checkpoint,
+        output,
+        system=system,
+        start=start,
+        steps=steps,
+        export=export,
+        overwrite=overwrite,
+        device=device or "auto",
+    )
+    print(summary.line())

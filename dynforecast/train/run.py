@@ -55,6 +55,18 @@ class TrainSummary:
     resumed_from_epoch: int | None
     seconds: float
 
+    def line(self) -> str:
+        """One result line for stdout."""
+        baselines = ", ".join(
+            f"{name} {'n/a' if value is None else format(value, '.6g')}"
+            for name, value in self.baselines_val_mse.items()
+        )
+        return (
+            f"{self.run_dir}: {self.model}, {self.epochs_completed} epochs, best val MSE "
+            f"{self.best_val_mse:.6g} [{self.unit}] at epoch {self.best_epoch} "
+            f"(baselines: {baselines}); {self.seconds:.1f} s"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_dir": str(self.run_dir),
