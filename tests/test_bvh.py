@@ -309,7 +309,7 @@ def test_writer_refuses_existing_files_unless_overwrite_and_leaves_no_temp(tmp_p
     out.write_text("keep me")
     with pytest.raises(OutputError) as info:
         write_bvh(traj, out)
-    assert str(info.value) == f"{out}: file exists (use --overwrite to replace it)"
+    assert str(info.value) == f"{out}: exists (use --overwrite to replace it)"
     assert out.read_text() == "keep me"
     write_bvh(traj, out, overwrite=True)
     assert out.read_text().startswith("HIERARCHY\n")
@@ -417,7 +417,7 @@ def test_missing_empty_and_motionless_files(tmp_path):
     missing = tmp_path / "missing.bvh"
     with pytest.raises(InputError) as info:
         read_bvh(missing)
-    assert str(info.value) == f"{missing}: file not found"
+    assert str(info.value) == f"{missing}: no such file"
     empty = tmp_path / "empty.bvh"
     empty.write_text(" \n\n")
     with pytest.raises(InputError) as info:
@@ -444,3 +444,18 @@ def test_forward_kinematics_is_vectorised_over_frames(rng):
     stacked = forward_kinematics(skeleton, motion)
     single = np.stack([forward_kinematics(skeleton, motion[f : f + 1])[0] for f in range(8)])
     np.testing.assert_allclose(stacked, single, atol=1e-12)
+
+
+def test_ingest_to_h5md_then_export_reproduces_positions(tmp_path, rng):
+    """BVH -> H5MD -> BVH -> positions: the hierarchy survives the container (strings as vlen)."""
+    from dynforecast.io.h5md import read_h5md, write_h5md
+
+    traj = read_bvh(_random_file(tmp_path, rng, joints=21, frames=30))
+    write_h5md(tmp_path / "walk.h5", [traj])
+    (stored,) = read_h5md(tmp_path / "walk.h5")
+    write_bvh(stored, tmp_path / "export.bvh")
+    again = read_bvh(tmp_path / "export.bvh")
+    scale = np.abs(traj.positions).max()
+    np.testing.assert_allclose(again.positions, traj.positions, rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(again.time, traj.time, rtol=1e-6)
+    assert again.names == traj.names

@@ -29,15 +29,14 @@ largest bone-length deviation and the resulting largest position error.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from dynforecast.console import log
-from dynforecast.errors import InputError, OutputError, UsageError
+from dynforecast.errors import InputError, UsageError
+from dynforecast.io.atomic import atomic_output, check_output_path
 from dynforecast.io.bvh_inverse import bone_length_deviation, inverse_kinematics
 from dynforecast.io.bvh_kinematics import (
     POSITION_CHANNELS,
@@ -47,6 +46,7 @@ from dynforecast.io.bvh_kinematics import (
     forward_kinematics,
 )
 from dynforecast.io.bvh_parse import parse_bvh
+from dynforecast.io.inputs import check_input_file
 from dynforecast.io.trajectory import Trajectory
 
 #: Seconds per unit of `Trajectory.time_unit`, to turn frame spacing into a Frame Time.
@@ -56,14 +56,7 @@ _PARAMETER_KEYS = ("bvh_parents", "bvh_offsets", "bvh_channels", "bvh_end_site")
 
 def _read_text(path: Path) -> tuple[str, str]:
     """The file's text and SHA-256; InputError for missing, unreadable or empty files."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a BVH file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = check_input_file(path).read_bytes()
     if not raw.strip():
         raise InputError(f"{path}: empty file")
     try:
@@ -260,28 +253,6 @@ def _frame_time(traj: Trajectory, path: Path) -> float:
     return seconds
 
 
-def _write_atomically(path: Path, text: str, overwrite: bool) -> None:
-    """Write via a temporary file in the same directory renamed into place (no half files)."""
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: file exists (use --overwrite to replace it)")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: directory {path.parent} does not exist")
-    try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_bvh(traj: Trajectory, path: Path, *, overwrite: bool = False) -> None:
     """Write ``traj`` (a skeleton read by `read_bvh`, or a forecast of one) as a BVH file.
 
@@ -291,8 +262,7 @@ def write_bvh(traj: Trajectory, path: Path, *, overwrite: bool = False) -> None:
     ``overwrite``) or cannot be written.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: file exists (use --overwrite to replace it)")
+    check_output_path(path, overwrite=overwrite)  # before the work, not only at the rename
     skeleton = _writable(skeleton_from_trajectory(traj, path))
     positions = np.asarray(traj.positions, dtype=np.float64)
     finite = np.isfinite(positions).all(axis=(1, 2))
@@ -303,7 +273,9 @@ def write_bvh(traj: Trajectory, path: Path, *, overwrite: bool = False) -> None:
     motion = encode_motion(skeleton, positions)
     _warn_if_stretched(skeleton, positions, motion, path)
 
-    _write_atomically(path, format_bvh(skeleton, motion, frame_time), overwrite)
+    text = format_bvh(skeleton, motion, frame_time)
+    with atomic_output(path, overwrite=overwrite) as scratch:
+        scratch.write_text(text, encoding="utf-8")
 
 
 def _warn_if_stretched(
