@@ -459,3 +459,18 @@ def test_ingest_to_h5md_then_export_reproduces_positions(tmp_path, rng):
     np.testing.assert_allclose(again.positions, traj.positions, rtol=1e-4, atol=1e-4 * scale)
     np.testing.assert_allclose(again.time, traj.time, rtol=1e-6)
     assert again.names == traj.names
+
+
+def test_blank_lines_around_the_motion_header_are_skipped(tmp_path):
+    path = bvh_file(tmp_path, chain(), ["1 2 3 0 0 0 0 0 0", "0 0 0 0 0 0 0 0 abc"])
+    text = (
+        path.read_text()
+        .replace("MOTION\n", "MOTION\n\n")
+        .replace("Frame Time: 0.1\n", "Frame Time: 0.1\n\n")
+    )
+    path.write_text(text)
+    with pytest.raises(InputError) as info:  # line numbers still count the blank lines
+        read_bvh(path)
+    assert str(info.value) == f"{path}: line 22: non-numeric value 'abc' in motion data"
+    path.write_text(text.replace("abc", "0"))
+    np.testing.assert_allclose(read_bvh(path).positions[0, 0], [1, 2, 3])

@@ -216,8 +216,13 @@ def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
     return skeleton
 
 
-def _header_value(lines: list[str], index: int, label: str, motion_line: int, path: Path) -> str:
-    """The value after ``label`` (e.g. 'Frames:') on ``lines[index]`` after MOTION, or an error."""
+def _header_value(
+    lines: list[str], index: int, label: str, motion_line: int, path: Path
+) -> tuple[str, int]:
+    """The value after ``label`` on the first non-blank line from ``lines[index]`` on, and the
+    index of the line after it; ``lines`` start at the MOTION line (``motion_line``)."""
+    while index < len(lines) and not lines[index].strip():
+        index += 1
     if index >= len(lines):
         raise InputError(f"{path}: unexpected end of file: expected '{label} ...' after MOTION")
     line = lines[index].strip()
@@ -225,7 +230,28 @@ def _header_value(lines: list[str], index: int, label: str, motion_line: int, pa
         raise InputError(
             f"{path}: line {motion_line + index}: expected '{label} ...', got {line!r}"
         )
-    return line[len(label) :].strip()
+    return line[len(label) :].strip(), index + 1
+
+
+def _motion_header(lines: list[str], motion_line: int, path: Path) -> tuple[int, float, int]:
+    """(frame count, frame time, index of the first motion row) from the lines after MOTION."""
+    frames_text, index = _header_value(lines, 1, "Frames:", motion_line, path)
+    if not frames_text.isdigit() or int(frames_text) == 0:
+        raise InputError(
+            f"{path}: line {motion_line + index - 1}: expected a positive frame count, "
+            f"got {frames_text!r}"
+        )
+    time_text, index = _header_value(lines, index, "Frame Time:", motion_line, path)
+    try:
+        frame_time = float(time_text)
+    except ValueError:
+        frame_time = float("nan")
+    if not (np.isfinite(frame_time) and frame_time > 0):
+        raise InputError(
+            f"{path}: line {motion_line + index - 1}: expected a positive frame time, "
+            f"got {time_text!r}"
+        )
+    return int(frames_text), frame_time, index
 
 
 def _motion_rows(
@@ -272,23 +298,8 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
     motion_line = head.count("\n") + 1
     lines = text[marker.end() :].splitlines()  # lines[0] is the rest of the MOTION line
 
-    frames_text = _header_value(lines, 1, "Frames:", motion_line, path)
-    if not frames_text.isdigit() or int(frames_text) == 0:
-        raise InputError(
-            f"{path}: line {motion_line + 1}: expected a positive frame count, got {frames_text!r}"
-        )
-    n_frames = int(frames_text)
-    time_text = _header_value(lines, 2, "Frame Time:", motion_line, path)
-    try:
-        frame_time = float(time_text)
-    except ValueError:
-        frame_time = float("nan")
-    if not (np.isfinite(frame_time) and frame_time > 0):
-        raise InputError(
-            f"{path}: line {motion_line + 2}: expected a positive frame time, got {time_text!r}"
-        )
-
-    body = np.array(lines[3:], dtype=str)
+    n_frames, frame_time, first_row = _motion_header(lines, motion_line, path)
+    body = np.array(lines[first_row:], dtype=str)
     nonblank = np.flatnonzero(np.char.strip(body) != "") if body.size else np.zeros(0, int)
     if nonblank.size < n_frames:
         raise InputError(
@@ -299,5 +310,5 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
         log(f"{path}: {nonblank.size - n_frames} motion rows after the {n_frames} frames ignored")
     used = nonblank[:n_frames]
     rows = body[used].tolist()
-    motion = _motion_rows(rows, used + motion_line + 3, skeleton.n_channels, path)
+    motion = _motion_rows(rows, used + motion_line + first_row, skeleton.n_channels, path)
     return ParsedBvh(skeleton=skeleton, frame_time=frame_time, motion=motion)
