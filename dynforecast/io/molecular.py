@@ -54,19 +54,25 @@ def load_topology(path: Path):  # -> mdtraj.Topology
     try:
         with stdout_to_stderr():
             topology = mdtraj.load_topology(str(path))
+    except IndexError as exc:  # mdtraj indexes the first atom of an atom-less file
+        raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
     except _MDTRAJ_ERRORS as exc:
-        raise InputError(f"{path}: cannot read topology ({_reason(exc)})") from exc
+        raise InputError(
+            f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
+        ) from exc
     if topology.n_atoms == 0:
         raise InputError(f"{path}: no atoms (no ATOM/HETATM records)")
     return topology
 
 
+def _problem(path: Path, otherwise: str) -> str:
+    """How a parse failure is described: PDB files are "malformed", others unreadable."""
+    return "malformed PDB" if extension_of(path) in STANDALONE_EXTENSIONS else otherwise
+
+
 def _reason(exc: BaseException) -> str:
-    """mdtraj's message on one line; an empty-sequence error means a file without atoms."""
-    message = " ".join(str(exc).split())
-    if isinstance(exc, IndexError):
-        return f"no atoms or truncated: {message}"
-    return message or type(exc).__name__
+    """mdtraj's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def select_atoms(topology, select: str | None, path: Path) -> np.ndarray | None:
@@ -195,7 +201,6 @@ def _iter_chunks(path: Path, top_path: Path, indices: np.ndarray | None, stride:
             )
             emitted += count
     except _MDTRAJ_ERRORS as exc:
-        problem = "malformed PDB" if extension_of(path) in STANDALONE_EXTENSIONS else "cannot read"
-        raise InputError(f"{path}: {problem} ({_reason(exc)})") from exc
+        raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
     if emitted == 0:
         raise InputError(f"{path}: no frames")

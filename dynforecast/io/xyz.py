@@ -44,8 +44,8 @@ BOND_SCALE = 1.2
 #: Velocity unit recorded for velocities read from XYZ (ASE's unit converted on reading).
 XYZ_VELOCITY_UNIT = "Angstrom fs-1"
 
-#: What ase raises on malformed XYZ (XYZError is a ValueError subclass... in recent ASE only).
-_ASE_ERRORS = (ValueError, IndexError, KeyError, StopIteration, EOFError)
+#: What ase raises on malformed XYZ (its XYZError is an OSError; bad numbers give ValueError).
+_ASE_ERRORS = (ValueError, IndexError, KeyError, StopIteration, EOFError, OSError)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,267 @@
+"""The H5MD container: layout, round trips, atomic writes, read validation, MDAnalysis interop."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from dynforecast.errors import InputError, OutputError
+from dynforecast.io.h5md import (
+    H5MDWriter,
+    file_checksum,
+    iter_h5md_blocks,
+    list_systems,
+    read_h5md,
+    read_is_forecast,
+    write_h5md,
+)
+from dynforecast.io.trajectory import Trajectory
+
+
+def make_trajectory(name: str, frames: int, particles: int, seed: int, **extra) -> Trajectory:
+    rng = np.random.default_rng(seed)
+    return Trajectory(
+        name=name,
+        positions=rng.normal(size=(frames, particles, 3)).astype(np.float32),
+        species=rng.integers(1, 9, size=particles).astype(np.int32),
+        time=np.arange(frames) * 0.25,
+        step=np.arange(frames, dtype=np.int64) * 10,
+        length_unit="nm",
+        time_unit="ps",
+        **extra,
+    )
+
+
+@pytest.fixture
+def rich_system() -> Trajectory:
+    """A system using every optional field."""
+    rng = np.random.default_rng(7)
+    return make_trajectory(
+        "protein",
+        6,
+        4,
+        seed=1,
+        bonds=np.array([[0, 1], [1, 2], [2, 3]], dtype=np.int32),
+        velocities=rng.normal(size=(6, 4, 3)).astype(np.float32),
+        charges=np.array([0.5, -0.5, 1.0, -1.0], dtype=np.float32),
+        names=["N", "CA", "C", "O"],
+        parameters={
+            "residue_names": np.array(["ALA", "ALA", "GLY", "GLY"]),
+            "residue_ids": np.array([1, 1, 2, 2]),
+            "hierarchy": "ROOT hip\n  JOINT knee",
+        },
+        source="protein.pdb",
+        checksum="ab" * 32,
+    )
+
+
+def assert_same(read: Trajectory, written: Trajectory) -> None:
+    np.testing.assert_array_equal(read.positions, written.positions)
+    np.testing.assert_array_equal(read.species, written.species)
+    np.testing.assert_array_equal(read.time, written.time)
+    np.testing.assert_array_equal(read.step, written.step)
+    np.testing.assert_array_equal(read.bonds, written.bonds)
+    for got, want in ((read.velocities, written.velocities), (read.charges, written.charges)):
+        assert (got is None) == (want is None)
+        if want is not None:
+            np.testing.assert_array_equal(got, want)
+    assert read.names == written.names
+    assert (read.length_unit, read.time_unit) == (written.length_unit, written.time_unit)
+    assert (read.source, read.checksum) == (written.source, written.checksum)
+    assert read.parameters.keys() == written.parameters.keys()
+    for key, value in written.parameters.items():
+        if isinstance(value, str):
+            assert read.parameters[key] == value
+        else:
+            np.testing.assert_array_equal(read.parameters[key], value)
+    assert read.positions.dtype == np.float32 and read.species.dtype == np.int32
+    assert read.time.dtype == np.float64 and read.step.dtype == np.int64
+
+
+def test_round_trip_keeps_every_field_and_system_order(tmp_path, rich_system):
+    plain = make_trajectory("a_first_by_name", 3, 2, seed=2)
+    path = tmp_path / "out.h5"
+    write_h5md(path, [rich_system, plain])
+    assert list_systems(path) == ["protein", "a_first_by_name"]
+    read = read_h5md(path)
+    assert [t.name for t in read] == ["protein", "a_first_by_name"]
+    assert_same(read[0], rich_system)
+    assert_same(read[1], plain)
+    assert_same(read_h5md(path, ["a_first_by_name"])[0], plain)
+
+
+def test_layout_follows_h5md_1_1(tmp_path, rich_system):
+    path = tmp_path / "out.h5"
+    write_h5md(path, [rich_system], is_forecast={"protein": np.array([0, 0, 0, 1, 1, 1])})
+    with h5py.File(path, "r") as h5:
+        assert h5["h5md"].attrs["version"].tolist() == [1, 1]
+        assert h5["h5md/creator"].attrs["name"] == "dynforecast"
+        assert "version" in h5["h5md/creator"].attrs and "name" in h5["h5md/author"].attrs
+        group = h5["particles/protein"]
+        assert group["box"].attrs["dimension"] == 3
+        assert list(group["box"].attrs["boundary"]) == ["none"] * 3
+        assert group["position/value"].attrs["unit"] == "nm"
+        assert group["position/time"].attrs["unit"] == "ps"
+        assert group["velocity/value"].attrs["unit"] == "nm ps-1"
+        assert group["position/value"].dtype == np.float32
+        assert group["position/value"].chunks[1:] == (4, 3)
+        # velocity's step/time are hard links to position's (same HDF5 object).
+        assert group["velocity/step"].id == group["position/step"].id
+        assert group["velocity/time"].id == group["position/time"].id
+        assert group["species"].dtype == np.int32
+        np.testing.assert_array_equal(group["charge"][()], rich_system.charges)
+        bonds = h5["connectivity/protein/bonds"]
+        assert bonds.dtype == np.int32
+        assert h5[bonds.attrs["particles_group"]].name == "/particles/protein"
+        params = h5["parameters/dynforecast/protein"]
+        assert params.attrs["source"] == "protein.pdb"
+        assert params.attrs["hierarchy"] == "ROOT hip\n  JOINT knee"
+        assert list(params["names"].asstr()[()]) == ["N", "CA", "C", "O"]
+        element = h5["observables/protein/is_forecast"]
+        assert element["value"].dtype == np.int8
+        assert element["step"].id == group["position/step"].id
+    np.testing.assert_array_equal(read_is_forecast(path, "protein"), [0, 0, 0, 1, 1, 1])
+
+
+def test_read_is_forecast_is_none_for_plain_files(tmp_path, rich_system):
+    path = tmp_path / "out.h5"
+    write_h5md(path, [rich_system])
+    assert read_is_forecast(path, "protein") is None
+
+
+def test_appending_in_chunks_equals_one_write(tmp_path, rich_system):
+    path = tmp_path / "chunked.h5"
+    with H5MDWriter(path) as writer:
+        writer.add_system(
+            "protein",
+            n_particles=4,
+            species=rich_system.species,
+            length_unit="nm",
+            time_unit="ps",
+            bonds=rich_system.bonds,
+            names=rich_system.names,
+            charges=rich_system.charges,
+            parameters=rich_system.parameters,
+            has_velocities=True,
+            source=rich_system.source,
+            checksum=rich_system.checksum,
+        )
+        for start in (0, 1, 4):  # uneven chunks: 1, 3, 2 frames
+            stop = {0: 1, 1: 4, 4: 6}[start]
+            writer.append_frames(
+                "protein",
+                rich_system.positions[start:stop],
+                rich_system.time[start:stop],
+                rich_system.step[start:stop],
+                rich_system.velocities[start:stop],
+            )
+    assert_same(read_h5md(path)[0], rich_system)
+    blocks = list(iter_h5md_blocks(path, "protein", block_frames=4))
+    assert [b.n_frames for b in blocks] == [4, 2]
+    np.testing.assert_array_equal(
+        np.concatenate([b.positions for b in blocks]), rich_system.positions
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([b.velocities for b in blocks]), rich_system.velocities
+    )
+
+
+def test_writer_checks_shapes(tmp_path):
+    with H5MDWriter(tmp_path / "x.h5") as writer:
+        writer.add_system(
+            "s", n_particles=2, species=np.array([1, 1]), length_unit="nm", time_unit="ps"
+        )
+        with pytest.raises(ValueError, match=r"expected positions \[f, 2, 3\] \(got \(1, 3, 3\)\)"):
+            writer.append_frames("s", np.zeros((1, 3, 3)), np.zeros(1), np.zeros(1))
+        with pytest.raises(ValueError, match="expected a system added with add_system"):
+            writer.append_frames("t", np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1))
+        with pytest.raises(ValueError, match="expected a system name of letters"):
+            writer.add_system(
+                "a/b", n_particles=1, species=np.array([1]), length_unit="nm", time_unit="ps"
+            )
+
+
+def leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_failed_write_leaves_no_file(tmp_path, error):
+    path = tmp_path / "out.h5"
+    with pytest.raises(type(error)), H5MDWriter(path) as writer:
+        writer.add_system(
+            "s", n_particles=1, species=np.array([1]), length_unit="nm", time_unit="ps"
+        )
+        assert leftovers(tmp_path) == [f".out.h5.tmp-{os.getpid()}"]
+        raise error
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_output_is_refused_and_kept(tmp_path, rich_system):
+    path = tmp_path / "out.h5"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputError) as caught:
+        write_h5md(path, [rich_system])
+    assert str(caught.value) == f"{path}: exists (use --overwrite to replace it)"
+    assert path.read_bytes() == b"precious"
+    # A failure while overwriting keeps the old file too.
+    with pytest.raises(RuntimeError), H5MDWriter(path, overwrite=True):
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"precious"
+    write_h5md(path, [rich_system], overwrite=True)
+    assert list_systems(path) == ["protein"]
+    assert leftovers(tmp_path) == ["out.h5"]
+
+
+def test_unwritable_directory_is_an_output_error(tmp_path, rich_system):
+    missing = tmp_path / "no" / "out.h5"
+    with pytest.raises(OutputError) as caught:
+        write_h5md(missing, [rich_system])
+    assert str(caught.value) == f"{missing}: directory {missing.parent} does not exist"
+
+
+def test_reading_bad_files_names_the_file_and_problem(tmp_path, rich_system):
+    missing = tmp_path / "missing.h5"
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5\n")
+    bare = tmp_path / "bare.h5"
+    with h5py.File(bare, "w") as h5:
+        h5.create_group("particles")
+    good = tmp_path / "good.h5"
+    write_h5md(good, [rich_system])
+    cases = [
+        (missing, None, f"{missing}: no such file"),
+        (text, None, f"{text}: not an HDF5 file"),
+        (bare, None, f"{bare}: not an H5MD file (no /h5md or /particles group)"),
+        (good, ["ligand"], f"{good}: no system 'ligand' (systems: protein)"),
+    ]
+    for path, systems, message in cases:
+        with pytest.raises(InputError) as caught:
+            read_h5md(path, systems)
+        assert str(caught.value) == message
+
+
+def test_file_checksum_is_sha256_of_the_bytes(tmp_path):
+    path = tmp_path / "blob.bin"
+    data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)  # spans several read blocks
+    path.write_bytes(data)
+    assert file_checksum(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_mdanalysis_reads_our_positions_velocities_and_time(tmp_path, rich_system):
+    from MDAnalysis.coordinates.H5MD import H5MDReader
+
+    path = tmp_path / "out.h5"
+    write_h5md(path, [rich_system], is_forecast={"protein": np.array([0, 0, 0, 1, 1, 1])})
+    reader = H5MDReader(str(path))  # converts nm -> Angstrom, nm/ps -> Angstrom/ps
+    assert reader.n_frames == 6
+    for frame, ts in enumerate(reader):
+        np.testing.assert_allclose(ts.positions, rich_system.positions[frame] * 10, rtol=1e-6)
+        np.testing.assert_allclose(ts.velocities, rich_system.velocities[frame] * 10, rtol=1e-6)
+        assert ts.time == pytest.approx(rich_system.time[frame])
+        assert ts.data["protein/is_forecast"] == int(frame >= 3)
+    reader.close()
