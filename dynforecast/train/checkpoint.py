@@ -57,8 +57,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    except Exception:  # torch raises many types for foreign or damaged files
+        raise InputError(f"{path}: not a readable checkpoint (torch.load failed)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a dynforecast checkpoint (format {FORMAT} expected)")
     return state
