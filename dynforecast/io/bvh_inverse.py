@@ -122,64 +122,69 @@ class JointMotion:
     translations: np.ndarray
 
 
+def _transpose_rotation(rotations: np.ndarray) -> np.ndarray:
+    return np.swapaxes(rotations, -1, -2)
+
+
 def inverse_kinematics(skeleton: BvhSkeleton, positions: np.ndarray) -> JointMotion:
     """Local rotations and translations whose forward kinematics gives ``positions``.
 
     Exact for rigidly articulated poses of ``skeleton``; otherwise bone directions are matched.
-    Loops over tree depth levels only.
+    Loops over tree depth levels only; works joints-first ([J, F, ...]) so that gathering a
+    level's parents copies contiguous blocks. End sites get identity rotations (they have no
+    channels).
 
     Shapes: positions [F, J, 3] -> JointMotion ([F, J, 3, 3], [F, J, 3]).
     """
-    positions = np.asarray(positions, dtype=np.float64)
-    frames, joints = positions.shape[:2]
+    points = np.ascontiguousarray(np.swapaxes(np.asarray(positions, dtype=np.float64), 0, 1))
+    joints, frames = points.shape[:2]
     plan = _plan(skeleton)
-    parents = skeleton.parents
-    offsets = skeleton.offsets
+    parents, offsets = skeleton.parents, skeleton.offsets
 
-    bones = positions[:, plan.pull_child] - positions[:, plan.pull_parent]  # [F, P, 3]
     rest_dirs = _unit(offsets[plan.pull_child])  # [P, 3]
-    seen_dirs = _unit(bones)
+    seen_dirs = _unit(points[plan.pull_child] - points[plan.pull_parent])  # [P, F, 3]
     kabsch_joints = np.flatnonzero(plan.kabsch)
     # H_j = sum over j's pulling children of rest_dir outer seen_dir: one product with a 0/1
     # membership matrix [K, P] sums all children of all Kabsch joints at once.
     membership = (plan.pull_parent[None, :] == kabsch_joints[:, None]).astype(np.float64)
-    outer = rest_dirs[None, :, :, None] * seen_dirs[:, :, None, :]  # [F, P, 3, 3]
-    covariance = membership @ outer.reshape(frames, -1, 9)  # [F, K, 9]
-    kabsch_rot = kabsch_rotations(covariance.reshape(frames, -1, 3, 3))
-
-    swing_of = np.full(joints, -1, dtype=np.int64)  # joint -> index into the pulling bones
-    swing_of[plan.pull_child] = np.arange(plan.pull_child.size)
-    global_rot = np.empty((frames, joints, 3, 3))
-    local_rot = np.empty((frames, joints, 3, 3))
+    outer = rest_dirs[:, None, :, None] * seen_dirs[:, :, None, :]  # [P, F, 3, 3]
+    covariance = membership @ outer.reshape(plan.pull_child.size, -1)  # [K, F * 9]
+    kabsch_rot = kabsch_rotations(covariance.reshape(-1, frames, 3, 3))  # [K, F, 3, 3]
     kabsch_slot = np.full(joints, -1, dtype=np.int64)
     kabsch_slot[kabsch_joints] = np.arange(kabsch_joints.size)
-    for level in skeleton.depth_levels:
-        par = parents[level]
-        parent_rot = np.where(
-            (par >= 0)[None, :, None, None], global_rot[:, np.maximum(par, 0)], np.eye(3)
-        )
-        glob = parent_rot.copy()  # no pulling child: keep the parent's rotation
+    bone_of = np.full(joints, -1, dtype=np.int64)  # pulling child -> its row in seen_dirs
+    bone_of[plan.pull_child] = np.arange(plan.pull_child.size)
+
+    global_rot = np.empty((joints, frames, 3, 3))
+    local_rot = np.broadcast_to(np.eye(3), (joints, frames, 3, 3)).copy()
+    for depth, level in enumerate(skeleton.depth_levels):
+        level = level[~skeleton.end_site[level]]
+        if depth == 0:
+            parent_rot = np.broadcast_to(np.eye(3), (level.size, frames, 3, 3))
+        else:
+            parent_rot = global_rot[parents[level]]
+        rot = parent_rot.copy()  # no pulling child: keep the parent's rotation
         is_kabsch = plan.kabsch[level]
-        glob[:, is_kabsch] = kabsch_rot[:, kabsch_slot[level[is_kabsch]]]
+        rot[is_kabsch] = kabsch_rot[kabsch_slot[level[is_kabsch]]]
         is_swing = (plan.swing_child[level] >= 0) & ~is_kabsch
         if is_swing.any():
-            bone = swing_of[plan.swing_child[level[is_swing]]]
-            frame_rot = parent_rot[:, is_swing]
-            target = np.einsum("fjba,fjb->fja", frame_rot, seen_dirs[:, bone])
-            glob[:, is_swing] = frame_rot @ swing_rotations(rest_dirs[bone], target)
-        global_rot[:, level] = glob
-        local_rot[:, level] = np.swapaxes(parent_rot, -1, -2) @ glob
+            bone = bone_of[plan.swing_child[level[is_swing]]]
+            frame_rot = parent_rot[is_swing]
+            target = np.einsum("jfba,jfb->jfa", frame_rot, seen_dirs[bone])  # parent frame
+            rot[is_swing] = frame_rot @ swing_rotations(rest_dirs[bone][:, None], target)
+        global_rot[level] = rot
+        local_rot[level] = _transpose_rotation(parent_rot) @ rot
 
-    translations = np.zeros((frames, joints, 3))
+    translations = np.zeros((joints, frames, 3))
     moved = np.flatnonzero((skeleton.position_columns >= 0).any(axis=1))
-    par = parents[moved]
-    parent_pos = np.where((par >= 0)[None, :, None], positions[:, np.maximum(par, 0)], 0.0)
-    parent_rot = np.where(
-        (par >= 0)[None, :, None, None], global_rot[:, np.maximum(par, 0)], np.eye(3)
+    root_moved, child_moved = moved[parents[moved] < 0], moved[parents[moved] >= 0]
+    translations[root_moved] = points[root_moved] - offsets[root_moved, None]
+    of = parents[child_moved]
+    relative = np.einsum("jfba,jfb->jfa", global_rot[of], points[child_moved] - points[of])
+    translations[child_moved] = relative - offsets[child_moved, None]
+    return JointMotion(
+        rotations=np.swapaxes(local_rot, 0, 1), translations=np.swapaxes(translations, 0, 1)
     )
-    relative = np.einsum("fjba,fjb->fja", parent_rot, positions[:, moved] - parent_pos)
-    translations[:, moved] = relative - offsets[moved]
-    return JointMotion(rotations=local_rot, translations=translations)
 
 
 def bone_length_deviation(skeleton: BvhSkeleton, positions: np.ndarray) -> float:
