@@ -474,3 +474,34 @@ def test_blank_lines_around_the_motion_header_are_skipped(tmp_path):
     assert str(info.value) == f"{path}: line 22: non-numeric value 'abc' in motion data"
     path.write_text(text.replace("abc", "0"))
     np.testing.assert_allclose(read_bvh(path).positions[0, 0], [1, 2, 3])
+
+
+def test_zero_length_and_collinear_children_are_inverted_exactly(tmp_path, rng):
+    """Real files have zero OFFSETs (CMU's hip joints) and joints whose children line up."""
+    hierarchy = (
+        "HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 6 " + ROOT6 + "\n"
+        "  JOINT HipJoint\n  {\n    OFFSET 0 0 0\n    CHANNELS 3 " + XYZ + "\n"
+        "    JOINT Thigh\n    {\n      OFFSET 2 -1 0\n      CHANNELS 3 " + ZXY + "\n"
+        "      End Site\n      {\n        OFFSET 0 -4 0\n      }\n    }\n  }\n"
+        "  JOINT Spine\n  {\n    OFFSET 0 1 0\n    CHANNELS 3 " + ZXY + "\n"
+        "    End Site\n    {\n      OFFSET 0 2 0\n    }\n  }\n"
+        "  JOINT Tail\n  {\n    OFFSET 0 -3 0\n    CHANNELS 3 " + ZXY + "\n"
+        "    End Site\n    {\n      OFFSET 1 0 0\n    }\n  }\n}\n"
+    )
+    rows = [" ".join(f"{v:.4f}" for v in rng.uniform(-170, 170, size=18)) for _ in range(10)]
+    traj = read_bvh(bvh_file(tmp_path, hierarchy, rows))
+    assert traj.names == [
+        "Hips", "HipJoint", "Thigh", "Thigh_end", "Spine", "Spine_end", "Tail", "Tail_end"
+    ]  # fmt: skip
+    write_bvh(traj, tmp_path / "out.bvh")
+    np.testing.assert_allclose(read_bvh(tmp_path / "out.bvh").positions, traj.positions, atol=1e-4)
+
+
+def test_writer_refuses_unknown_channels_in_parameters(tmp_path):
+    traj = read_bvh(bvh_file(tmp_path, chain(), [GOOD_ROW]))
+    traj.parameters["bvh_channels"] = np.array(["Xposition Wrotation", "", ""], dtype=object)
+    with pytest.raises(UsageError) as info:
+        write_bvh(traj, tmp_path / "out.bvh")
+    assert (
+        str(info.value) == f"{tmp_path / 'out.bvh'}: unknown BVH channel 'Wrotation' in parameters"
+    )

@@ -104,12 +104,16 @@ def skeleton_from_trajectory(traj: Trajectory, path: Path) -> BvhSkeleton:
             f"has {traj.n_particles} particles"
         )
     names = list(traj.names) or [f"joint{j}" for j in range(joints)]
+    channels = tuple(tuple(c.split()) for c in _as_strings(params["bvh_channels"]))
+    unknown = {c for joint in channels for c in joint} - {*POSITION_CHANNELS, *ROTATION_CHANNELS}
+    if unknown:
+        raise UsageError(f"{path}: unknown BVH channel {sorted(unknown)[0]!r} in parameters")
     try:
         return BvhSkeleton(
             names=tuple(names),
             parents=parents,
             offsets=np.asarray(params["bvh_offsets"], dtype=np.float64).reshape(joints, 3),
-            channels=tuple(tuple(c.split()) for c in _as_strings(params["bvh_channels"])),
+            channels=channels,
             end_site=np.asarray(params["bvh_end_site"]).ravel().astype(bool),
         )
     except ValueError as exc:
