@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dynforecast.data.splits import split_windows
+from dynforecast.data.splits import md17_reference_starts, split_windows
 from dynforecast.data.windows import WindowIndex, WindowSpec
 from dynforecast.errors import UsageError
 
@@ -83,3 +83,15 @@ def test_bad_fractions_and_empty_splits_are_usage_errors():
     )
     with pytest.raises(UsageError, match=r"^split mode must be one of chronological, random"):
         split_windows(index, "shuffled")
+
+
+def test_md17_reference_split_reproduces_estag_starts():
+    train, val, test = md17_reference_starts(211_762)  # aspirin's frame count
+    np.testing.assert_array_equal(train[:5], [78845, 12943, 13421, 97777, 31657])
+    np.testing.assert_array_equal(test[:5], [91374, 75502, 185641, 39544, 191315])
+    assert [len(train), len(val), len(test)] == [500, 2000, 2000]
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    index = WindowIndex([211_762], WindowSpec(past_frames=10, spacing=10))
+    splits = split_windows(index, "md17_reference")
+    np.testing.assert_array_equal(index.start[splits["train"]], np.sort(train))
+    np.testing.assert_array_equal(index.start[splits["test"]], np.sort(test))

@@ -8,6 +8,7 @@ import torch
 from datafactory import chain_bonds, make_system
 
 from dynforecast.data.graphs import GraphSpec
+from dynforecast.data.loading import load_systems
 from dynforecast.data.windows import PROTOCOLS, WindowDataset, WindowIndex, WindowSpec
 from dynforecast.errors import InputError, UsageError
 
@@ -130,3 +131,14 @@ def test_bad_window_spec_and_ids():
     )
     with pytest.raises(ValueError, match=r"^expected window ids in \[0, 5\) \(got 0\.\.5\)$"):
         data.batch(np.array([0, 5]))
+
+
+def test_load_systems_errors(tmp_path):
+    with pytest.raises(InputError) as error:
+        load_systems(tmp_path / "missing.h5")
+    assert str(error.value) == f"{tmp_path / 'missing.h5'}: no such file"
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(InputError) as error:
+        load_systems(text)
+    assert str(error.value) == f"{text}: not an HDF5 file"

@@ -12,14 +12,12 @@ from dynforecast.io.trajectory import Trajectory
 def load_systems(path: Path, systems: Sequence[str] | None = None) -> list[Trajectory]:
     """All systems of an H5MD file (or the named ones), in the file's order.
 
-    Raises InputError (one line naming the file) if it is missing, unreadable or holds no
-    systems; the H5MD reader raises its own InputErrors for malformed content.
+    The H5MD reader raises InputError (one line naming the file) for a missing, unreadable or
+    malformed file; a file with no system is an InputError here.
     """
     from dynforecast.io.h5md import read_h5md
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{describe_path(path)}: no such file")
     try:
         loaded = read_h5md(path, systems=list(systems) if systems is not None else None)
     except OSError as exc:

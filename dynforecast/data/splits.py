@@ -15,6 +15,13 @@ measures forecasting or recall:
   fractions (3/7, 2/7, 2/7) of 7000 stream trajectories, EGNN's 3000/2000/2000 shortcut recipe.
   ``seed`` is unused.
 * "random_systems": whole systems, assigned after a seeded shuffle of the systems.
+* "md17_reference": ESTAG's MD17 protocol exactly (estag.md section 6.1; leaky like "random"):
+  per system, candidate starts are frames 10000 .. F-10002 (the middle, after the file's last
+  frame is dropped); with legacy ``RandomState(100)`` draw 10% of them without replacement for
+  train, then 5% of the candidates' count from the rest for validation, then as many from what
+  remains for test, and keep the first 500 / 2000 / 2000 in draw order. ``fractions`` and
+  ``seed`` are ignored (the protocol pins them). For 211,762-frame aspirin the first train
+  starts are 78845, 12943, 13421, 97777, 31657.
 
 Counts are ``round(cumsum(fractions) * n)`` boundaries, so they always add up to n.
 """
@@ -28,7 +35,12 @@ import numpy as np
 from dynforecast.data.windows import WindowIndex, WindowSpec
 from dynforecast.errors import UsageError
 
-SPLIT_MODES = ("chronological", "random", "systems", "random_systems")
+SPLIT_MODES = ("chronological", "random", "systems", "random_systems", "md17_reference")
+#: ESTAG's MD17 split (md17/dataset.py, main_md.py): margin, draw fractions, seed, kept counts.
+MD17_MARGIN = 10_000
+MD17_SEED = 100
+MD17_DRAW_FRACTIONS = (0.1, 0.05, 0.05)
+MD17_KEEP = (500, 2000, 2000)
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -76,6 +88,38 @@ def _by_systems(
     return [np.flatnonzero(np.isin(index.system, block)) for block in blocks]
 
 
+def md17_reference_starts(n_frames: int) -> list[np.ndarray]:
+    """ESTAG's MD17 start frames (train, val, test) for a file of ``n_frames`` frames, in draw order."""
+    usable = n_frames - 1  # the reference drops the file's last frame first
+    n_candidates = max(usable - 2 * MD17_MARGIN, 0)
+    rng = np.random.RandomState(MD17_SEED)
+    remaining = np.arange(n_candidates)
+    drawn = []
+    for fraction, keep in zip(MD17_DRAW_FRACTIONS, MD17_KEEP, strict=True):  # three draws
+        size = min(int(fraction * n_candidates), remaining.size)
+        picked = remaining[rng.choice(remaining.size, size=size, replace=False)]
+        remaining = np.setdiff1d(remaining, picked)
+        drawn.append(picked[:keep] + MD17_MARGIN)
+    return drawn
+
+
+def _md17_reference(index: WindowIndex) -> list[np.ndarray]:
+    if index.spec.anchor_frame is not None:
+        raise UsageError(
+            "split mode 'md17_reference' needs windows at every start (no anchor_frame)"
+        )
+    windows_per_system = np.bincount(index.system, minlength=index.frame_counts.size)
+    first_window = np.cumsum(windows_per_system) - windows_per_system
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for system in np.unique(index.system):  # a loop over systems (MD17: one), not windows
+        for part, starts in zip(
+            parts, md17_reference_starts(int(index.frame_counts[system])), strict=True
+        ):
+            starts = starts[starts < windows_per_system[system]]
+            part.append(first_window[system] + starts)
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+
+
 def split_windows(
     index: WindowIndex,
     mode: str = "chronological",
@@ -95,6 +139,8 @@ def split_windows(
     spec = index.spec if spec is None else spec
     if mode == "chronological":
         parts = _chronological(index, spec, values)
+    elif mode == "md17_reference":
+        parts = _md17_reference(index)
     elif mode == "random":
         order = np.random.default_rng(seed).permutation(len(index))
         parts = [np.sort(part) for part in _by_position(order, values)]
