@@ -130,3 +130,19 @@ def test_parameter_count(h: int, layers: int, charges: bool) -> None:
     assert count == egnn_parameter_count(h, layers, 1, int(charges))
     if (h, layers, charges) == (64, 4, True):
         assert count == 121_412
+
+
+def test_messages_flow_from_src_to_dst() -> None:
+    """With the single edge 0 -> 1, the position of node 0 does not depend on node 1."""
+    batch = make_batch([2], velocities=True, charges=True)
+    batch = batch.replace(edge_src=torch.tensor([0]), edge_dst=torch.tensor([1]))
+    model = _trained_looking(_model(batch))
+    moved = batch.positions.clone()
+    moved[1] += 1.0
+    with torch.no_grad():
+        base, shifted = model(batch), model(batch.replace(positions=moved))
+        sender_moved = batch.positions.clone()
+        sender_moved[0] += 1.0
+        receiver_effect = model(batch.replace(positions=sender_moved))[1] - base[1]
+    assert torch.equal(shifted[0], base[0])
+    assert receiver_effect.abs().max() > 1e-4

@@ -323,3 +323,25 @@ def test_reference_configuration_has_8443_used_parameters() -> None:
 def test_parameter_count_follows_the_reference_formula(h: int, layers: int, t: int) -> None:
     model = create_model("estag", hidden_dim=h, num_layers=layers, num_past_frames=t)
     assert _count(model) == reference_parameter_count(h, layers, t) - layers * t
+
+
+def test_spatial_messages_flow_from_src_to_dst() -> None:
+    """Edge direction convention: with the single edge 0 -> 1 only node 1 (the receiver) moves."""
+    from dynforecast.models.estag import SpatialLayer
+
+    torch.manual_seed(0)
+    layer = SpatialLayer(8, 0, 0).double()
+    with torch.no_grad():
+        layer.coordinate[-1].weight.mul_(1000.0)
+    h = torch.randn(2, T, 8, dtype=torch.float64)
+    x = torch.randn(2, T, 3, dtype=torch.float64)
+    src, dst = torch.tensor([0]), torch.tensor([1])
+    new_h, new_x = layer(h, x, src, dst, None, None, torch.ones(2, dtype=torch.float64))
+    assert torch.equal(new_x[0], x[0])
+    assert (new_x[1] - x[1]).abs().max() > 1e-4
+    # The receiver moves along x_1 - x_0 at every frame (radial update).
+    direction = torch.linalg.cross(new_x[1] - x[1], x[1] - x[0], dim=-1)
+    assert direction.abs().max() < 1e-12
+    # Node 0's features change only through its own self-update (no message arrives).
+    alone_h, _ = layer(h[:1], x[:1], src[:0], dst[:0], None, None, torch.ones(1).double())
+    torch.testing.assert_close(new_h[0], alone_h[0])
