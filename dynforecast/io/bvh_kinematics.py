@@ -168,16 +168,24 @@ def quaternion_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 def channel_quaternions(skeleton: BvhSkeleton, motion_t: np.ndarray) -> np.ndarray:
     """Each joint's local rotation as a unit quaternion, channels composed in file order.
 
+    Joints without rotation channels (end sites) get the identity without any arithmetic.
+
     Shapes: motion_t [C, F] (channels first) -> [4, J, F].
     """
     columns, axes = skeleton.rotation_columns
-    half = 0.5 * np.deg2rad(_gather_channels(motion_t, columns))  # [J, K, F]
+    rotating = np.flatnonzero((columns >= 0).any(axis=1))
+    columns, axes = columns[rotating], axes[rotating]
+    half = 0.5 * np.deg2rad(_gather_channels(motion_t, columns))  # [R, K, F]
     axis_onehot = (axes.T[:, None, :] == np.arange(3)[None, :, None]).astype(np.float64)
-    quaternion = None
+    quaternion = np.zeros((4, skeleton.n_joints, motion_t.shape[1]))
+    quaternion[0] = 1.0
+    composed = None
     for k in range(half.shape[1]):  # one step per channel slot, all joints and frames at once
-        sin = np.sin(half[:, k])  # [J, F]
+        sin = np.sin(half[:, k])  # [R, F]
         step = np.concatenate([np.cos(half[:, k])[None], axis_onehot[k][:, :, None] * sin[None]])
-        quaternion = step if quaternion is None else quaternion_multiply(quaternion, step)
+        composed = step if composed is None else quaternion_multiply(composed, step)
+    if composed is not None:
+        quaternion[:, rotating] = composed
     return quaternion
 
 
