@@ -277,7 +277,7 @@ def _motion_rows(
                     raise InputError(
                         f"{path}: line {line}: non-numeric value {word!r} in motion data"
                     ) from None
-        raise InputError(f"{path}: motion data could not be parsed")  # pragma: no cover
+        raise InputError(f"{path}: motion data could not be parsed")  # numbers NumPy rejects
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
