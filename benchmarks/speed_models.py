@@ -26,7 +26,11 @@ Case = tuple[str, Callable[[], ForecastModel], Callable[[], WindowBatch]]
 
 CASES: list[Case] = [
     ("estag", lambda: create_model("estag"), lambda: aspirin_batch(100, 10)),
-    ("egnn", lambda: create_model("egnn", hidden_dim=64, num_layers=4), lambda: nbody_batch(100)),
+    (
+        "egnn",
+        lambda: create_model("egnn", hidden_dim=64, num_layers=4, node_attr_dim=1),
+        lambda: nbody_batch(100),
+    ),
 ]
 
 

@@ -186,8 +186,7 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
             "num_past_frames": batch.num_frames,
         }
     elif name == "egnn":
-        charged = batch.node_attrs.shape[1] > 0
-        options = {"hidden_dim": 16, "num_layers": 2, "edge_charges": charged}
+        options = {"hidden_dim": 16, "num_layers": 2, "node_attr_dim": batch.node_attrs.shape[1]}
     elif name == "sake":
         options = {
             "hidden": 8,

@@ -63,10 +63,10 @@ def test_one_frame_without_velocities_is_refused() -> None:
 
 def test_edge_charges_need_a_charge_column() -> None:
     batch = make_batch([4], velocities=True, charges=False)
-    model = small_model("egnn", batch, edge_charges=True)
+    model = small_model("egnn", batch, node_attr_dim=1)
     with pytest.raises(
         ValueError,
-        match=r"^expected a charge column in node_attrs for egnn with edge_charges=True \(got 0 columns\)$",
+        match=r"^expected a charge column in node_attrs for egnn with node_attr_dim=1 \(got 0 columns\)$",
     ):
         model(batch)
 
@@ -106,6 +106,11 @@ def test_mean_and_sum_coordinate_aggregation_differ_by_the_degree() -> None:
     torch.testing.assert_close(sum_shift, 4.0 * mean_shift)  # 4 neighbours (all pairs of 5)
 
 
+def test_more_than_one_node_attribute_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^expected node_attr_dim 0 or 1 \(charges\) \(got 2\)$"):
+        create_model("egnn", node_attr_dim=2)
+
+
 def test_invalid_aggregation_is_refused() -> None:
     with pytest.raises(
         ValueError, match=r"^expected coords_aggregation in \('mean', 'sum'\) \(got 'max'\)$"
@@ -125,7 +130,7 @@ def egnn_parameter_count(h: int, layers: int, node_input_dim: int, edge_dim: int
 
 @pytest.mark.parametrize(("h", "layers", "charges"), [(64, 4, True), (16, 2, False), (8, 1, True)])
 def test_parameter_count(h: int, layers: int, charges: bool) -> None:
-    model = create_model("egnn", hidden_dim=h, num_layers=layers, edge_charges=charges)
+    model = create_model("egnn", hidden_dim=h, num_layers=layers, node_attr_dim=int(charges))
     count = sum(p.numel() for p in model.parameters())
     assert count == egnn_parameter_count(h, layers, 1, int(charges))
     if (h, layers, charges) == (64, 4, True):

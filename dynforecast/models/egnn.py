@@ -3,7 +3,7 @@
 A frame-to-frame model: it sees the last past frame x and one velocity v per node and moves x
 through L layers of E(n)-equivariant message passing,
 
-    m_ij = phi_e([h_i, h_j, |x_i - x_j|^2, a_ij])        a_ij = q_i q_j (charges) if enabled
+    m_ij = phi_e([h_i, h_j, |x_i - x_j|^2, a_ij])        a_ij = q_i q_j (with charges)
     x_i += C sum_j (x_i - x_j) phi_x(m_ij) + phi_v(h_i) v_i dt_target
     h_i += phi_h([h_i, sum_j m_ij])
 
@@ -93,9 +93,10 @@ class EGNN(ForecastModel):
     """EGNN-vel baseline on edge lists (see the module docstring).
 
     Hyperparameters: hidden_dim (64), num_layers (4), coords_aggregation ("mean" | "sum"),
-    edge_charges (edge attribute q_i q_j from column 0 of batch.node_attrs; the N-body recipe),
-    species ("none" | "atomic_number" | "one_hot" over species_vocabulary) and node_attr_dim
-    (columns of batch.node_attrs appended to the node input, besides |v|).
+    node_attr_dim (0: no charges; 1: column 0 of batch.node_attrs holds charges q, which enter as
+    the edge attribute q_i q_j, EGNN's N-body recipe; the data pipeline sets it from the data),
+    species ("none" | "atomic_number" | "one_hot" over species_vocabulary) for the node input
+    besides |v|.
     """
 
     def __init__(
@@ -103,10 +104,9 @@ class EGNN(ForecastModel):
         hidden_dim: int = 64,
         num_layers: int = 4,
         coords_aggregation: str = "mean",
-        edge_charges: bool = True,
+        node_attr_dim: int = 0,
         species: str = "none",
         species_vocabulary: Sequence[int] = (),
-        node_attr_dim: int = 0,
     ) -> None:
         super().__init__()
         if hidden_dim < 1 or num_layers < 1:
@@ -118,12 +118,14 @@ class EGNN(ForecastModel):
                 f"expected coords_aggregation in {COORDINATE_AGGREGATIONS} "
                 f"(got {coords_aggregation!r})"
             )
+        if node_attr_dim not in (0, 1):
+            raise ValueError(f"expected node_attr_dim 0 or 1 (charges) (got {node_attr_dim})")
         self.coords_aggregation = coords_aggregation
-        self.edge_charges = edge_charges
-        self.node_input = NodeInput.from_options(species, species_vocabulary, node_attr_dim)
+        self.edge_charges = node_attr_dim == 1
+        self.node_input = NodeInput.from_options(species, species_vocabulary)
         self.embedding = nn.Linear(1 + self.node_input.dim, hidden_dim)
         self.layers = nn.ModuleList(
-            VelocityLayer(hidden_dim, int(edge_charges), num_layers, index < num_layers - 1)
+            VelocityLayer(hidden_dim, node_attr_dim, num_layers, index < num_layers - 1)
             for index in range(num_layers)
         )
 
@@ -147,7 +149,7 @@ class EGNN(ForecastModel):
             return None
         if batch.node_attrs.shape[1] < 1:
             raise ValueError(
-                "expected a charge column in node_attrs for egnn with edge_charges=True (got 0 columns)"
+                "expected a charge column in node_attrs for egnn with node_attr_dim=1 (got 0 columns)"
             )
         charge = batch.node_attrs[:, :1]
         return charge.index_select(0, batch.edge_src) * charge.index_select(0, batch.edge_dst)
