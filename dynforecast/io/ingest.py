@@ -64,7 +64,7 @@ def ingest(
     names: Sequence[str] | None = None,
     select: str | None = None,
     stride: int = 1,
-    chunk_frames: int = 256,
+    chunk_frames: int | None = None,
     overwrite: bool = False,
     compression: str | None = None,
     progress: ProgressCallback | None = None,

@@ -20,7 +20,13 @@ from dynforecast.errors import InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.quiet import quiet_iter, stdout_to_stderr
-from dynforecast.io.stream import FrameChunk, StreamedSystem, check_finite, empty_frames
+from dynforecast.io.stream import (
+    FrameChunk,
+    StreamedSystem,
+    auto_chunk_frames,
+    check_finite,
+    empty_frames,
+)
 from dynforecast.io.trajectory import Trajectory
 
 #: Files that carry both a topology and coordinates (read without --topology).
@@ -146,7 +152,7 @@ def open_molecular(
     topology: str | Path | None = None,
     select: str | None = None,
     stride: int = 1,
-    chunk_frames: int = 256,
+    chunk_frames: int | None = None,
 ) -> StreamedSystem:
     """Open a PDB, or a trajectory with its ``topology`` file, as a stream of frame chunks."""
     path = check_input_file(path)
@@ -176,19 +182,25 @@ def open_molecular(
         **fields,
         **empty_frames(len(fields["names"])),
     )
-    chunks = _iter_chunks(path, top_path, indices, stride, chunk_frames)
+    # A separate topology is passed parsed (mdtraj would parse the file again); a PDB is its own.
+    chunks = _iter_chunks(
+        path,
+        top if topology is not None else None,
+        indices,
+        stride,
+        auto_chunk_frames(header.n_particles, chunk_frames),
+    )
     return StreamedSystem(header=header, has_velocities=False, chunks=chunks)
 
 
-def _iter_chunks(path: Path, top_path: Path, indices: np.ndarray | None, stride: int, chunk: int):
+def _iter_chunks(path: Path, top, indices: np.ndarray | None, stride: int, chunk: int):
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file."""
     import mdtraj
 
     emitted = 0
-    top_arg = None if top_path == path else str(top_path)
     try:
         frames = mdtraj.iterload(
-            str(path), top=top_arg, chunk=chunk, stride=stride, atom_indices=indices
+            str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
         )
         for piece in quiet_iter(iter(frames)):
             positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)

@@ -36,15 +36,16 @@ def open_input(
     topology: str | Path | None = None,
     select: str | None = None,
     stride: int = 1,
-    chunk_frames: int = 256,
+    chunk_frames: int | None = None,
 ) -> StreamedSystem:
     """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
 
-    ``select`` is an mdtraj selection and needs a molecular input (XYZ has no residues to select).
+    ``chunk_frames`` None picks about 64 MiB of positions per chunk. ``select`` is an mdtraj
+    selection and needs a molecular input (XYZ has no residues to select).
     """
     if stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
-    if chunk_frames < 1:
+    if chunk_frames is not None and chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be at least 1 (got {chunk_frames})")
     path = Path(path)
     extension = extension_of(path)

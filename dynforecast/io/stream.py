@@ -54,6 +54,18 @@ class StreamedSystem:
     chunks: Iterator[FrameChunk]
 
 
+#: Default chunk size in bytes of positions: big enough that per-chunk overhead vanishes, small
+#: enough that a million-atom system still streams in bounded memory.
+CHUNK_BYTES = 64 * 2**20
+
+
+def auto_chunk_frames(n_particles: int, chunk_frames: int | None) -> int:
+    """``chunk_frames`` if given, else as many frames as fit CHUNK_BYTES (1 to 1024)."""
+    if chunk_frames is not None:
+        return chunk_frames
+    return max(1, min(1024, CHUNK_BYTES // max(1, 12 * n_particles)))
+
+
 def empty_frames(n_particles: int) -> dict[str, np.ndarray]:
     """The frame fields of a zero-frame header `Trajectory`."""
     return {

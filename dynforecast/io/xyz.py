@@ -31,7 +31,13 @@ from dynforecast.errors import InputError, OutputError
 from dynforecast.io.atomic import atomic_output
 from dynforecast.io.checksum import file_checksum
 from dynforecast.io.inputs import check_input_file
-from dynforecast.io.stream import FrameChunk, StreamedSystem, check_finite, empty_frames
+from dynforecast.io.stream import (
+    FrameChunk,
+    StreamedSystem,
+    auto_chunk_frames,
+    check_finite,
+    empty_frames,
+)
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.units import length_factor, time_factor, velocity_factor
 
@@ -72,7 +78,7 @@ def _frames(path: Path, stride: int) -> Iterator:
 
 
 def open_xyz(
-    path: str | Path, *, name: str, stride: int = 1, chunk_frames: int = 256
+    path: str | Path, *, name: str, stride: int = 1, chunk_frames: int | None = None
 ) -> StreamedSystem:
     """Open an (extended) XYZ file as a stream of frame chunks (see module docstring)."""
     path = check_input_file(path)
@@ -100,7 +106,8 @@ def open_xyz(
         checksum=file_checksum(path),
         **empty_frames(len(first)),
     )
-    chunks = _iter_chunks(path, header, stride, chunk_frames, has_velocities, has_time)
+    chunk = auto_chunk_frames(header.n_particles, chunk_frames)
+    chunks = _iter_chunks(path, header, stride, chunk, has_velocities, has_time)
     return StreamedSystem(header=header, has_velocities=has_velocities, chunks=chunks)
 
 
