@@ -446,8 +446,7 @@ def test_variant_a_attention_is_nearly_uniform_for_five_particles():
     graph = sake_graph(batch)
     h = torch.randn(15, 16, dtype=torch.float64) * 3
     _, d = pair_geometry(batch.positions[:, -1], graph)
-    neighbour, receiver = layer._node_parts(h)
-    m = layer._edge_messages(neighbour[graph.src] + receiver[graph.dst], d)
+    m, _ = layer.messages(h, d, graph)
     edge_alpha, self_alpha = layer._attention_2022(m, d, graph)
     n = 5
     low, high = 1 / (1 + (n - 1) * math.e), math.e / (math.e + n - 1)
@@ -468,3 +467,58 @@ def test_dt_scale_scales_each_position_step():
     batch = make_batch([4]).replace(target_dt=2.5)
     x0 = batch.positions[:, -1]
     torch.testing.assert_close(model(batch) - x0, 2.5 * (reference(batch) - x0))
+
+
+# -- the graph: regular fast path against scatters ----------------------------------------------
+
+
+def test_regular_layout_is_detected_only_for_equal_in_degrees():
+    assert sake_graph(make_batch([5, 5, 5])).regular_degree == 4
+    assert sake_graph(make_batch([5, 4])).regular_degree == 0
+    padded = pad_batch(make_batch([4, 4]), at=3, connect=False)  # the pad has no neighbours
+    assert sake_graph(padded).regular_degree == 0
+    graph = sake_graph(make_batch([3, 3]))
+    assert torch.equal(graph.dst, torch.arange(6).repeat_interleave(2))  # sorted by receiver
+    torch.testing.assert_close(graph.inv_count, torch.full((6, 1), 1 / 3, dtype=torch.float64))
+
+
+def test_regular_reductions_equal_scatter_reductions():
+    graph = sake_graph(make_batch([6, 6]))
+    generic = graph._replace(regular_degree=0)
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(graph.src.shape[0], 7, dtype=torch.float64, generator=g)
+    vectors = torch.randn(graph.src.shape[0], 3, dtype=torch.float64, generator=g)
+    for name in ("receiver_sum", "receiver_softmax"):
+        torch.testing.assert_close(getattr(graph, name)(values), getattr(generic, name)(values))
+    outer = graph.receiver_outer_sum(values, vectors)
+    torch.testing.assert_close(outer, generic.receiver_outer_sum(values, vectors))
+    dense = torch.zeros(12, 3, 7, dtype=torch.float64)  # Σ_j u_ij c_ijᵀ, edge by edge
+    for e in range(graph.src.shape[0]):
+        dense[graph.dst[e]] += vectors[e].unsqueeze(1) * values[e].unsqueeze(0)
+    torch.testing.assert_close(outer, dense)
+
+
+@pytest.mark.parametrize("options", [{}, {"attention": "euclidean_softmax_2022", "cutoff": 3.0}])
+def test_model_output_same_on_regular_and_scatter_paths(options, monkeypatch):
+    import dynforecast.models.sake as sake_module
+
+    model = small_sake(**options)
+    batch = make_batch([5, 5, 5], frames=2)
+    regular = model(batch)
+    assert sake_graph(batch).regular_degree == 4
+    original = sake_module.build_sake_graph
+    monkeypatch.setattr(
+        sake_module,
+        "build_sake_graph",
+        lambda *args: original(*args)._replace(regular_degree=0),
+    )
+    torch.testing.assert_close(model(batch), regular, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    """torch.compile runs and agrees with eager (slow: minutes of compilation on 2 CPU cores)."""
+    model = small_sake(torch.float32)
+    batch = make_batch([5, 5], dtype=torch.float32)
+    compiled = torch.compile(model)
+    torch.testing.assert_close(compiled(batch), model(batch), rtol=1e-5, atol=1e-5)

@@ -29,25 +29,18 @@ from torch import Tensor, nn
 from dynforecast.models.base import ForecastModel, register
 from dynforecast.models.batch import WindowBatch
 from dynforecast.models.features import NodeInput
-from dynforecast.models.sake_layer import SakeGraph, SakeLayer, lecun_normal_
-from dynforecast.ops.scatter import scatter_count
+from dynforecast.models.sake_graph import SakeGraph, build_sake_graph
+from dynforecast.models.sake_layer import SakeLayer, lecun_normal_
 
 DT_SCALES = (None, "target_dt/L")
 INITS = ("lecun", "torch")
 
 
 def sake_graph(batch: WindowBatch) -> SakeGraph:
-    """The batch's edges without self loops and padding, with each receiver's counts.
-
-    Shapes: batch (V nodes, E edges) -> SakeGraph with E' <= E edges and [V, 1] counts.
-    """
-    src, dst = batch.edge_src, batch.edge_dst
-    keep = src != dst
-    if batch.node_mask is not None:
-        keep = keep & batch.node_mask[src] & batch.node_mask[dst]
-    src, dst = src[keep], dst[keep]
-    degree = scatter_count(dst, batch.num_nodes, batch.positions.dtype).unsqueeze(1)
-    return SakeGraph(src, dst, 1.0 / (degree + 1.0), 1.0 / degree.clamp_min(1.0))
+    """The batch's edges as SAKE reduces over them (see `build_sake_graph`)."""
+    return build_sake_graph(
+        batch.edge_src, batch.edge_dst, batch.num_nodes, batch.node_mask, batch.positions.dtype
+    )
 
 
 def input_velocity(batch: WindowBatch) -> Tensor | None:

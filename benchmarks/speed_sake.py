@@ -1,0 +1,145 @@
+"""CPU speed of SAKE per batch, beside the JAX reference's figures (spec §9.1).
+
+    OMP_NUM_THREADS=1 python -m benchmarks.speed_sake [--repeats 10] [--threads 1 2]
+        [--cases nbody motion100 motion198] [--compile] [--json]
+
+Cases (F 64, L 4, H 4, K 50, float32, all pairs):
+    nbody      5 charged particles, batch 100, velocity vector given (reference N-body recipe)
+    motion100  31 joints, batch 100, v = None (reference motion recipe, GMN batch size)
+    motion198  31 joints, batch 198, v = None (reference motion recipe: full batch)
+Figures are median ms per batch after warm-up: forward (no_grad) and forward + backward of the
+MSE. The reference (choderalab/sake 0a25409, JAX jitted, float32) was measured on the same machine
+class, a shared 2-core x86-64 CPU, using both cores; its ranges span two runs. The ratio columns
+divide the reference's *fastest* figure by ours (above 1 = we are faster). `--compile` also times
+``torch.compile(model)`` (the analogue of jit; compile time reported separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+
+from benchmarks.model_timing import all_pairs, nbody_batch, replicate, time_model
+from dynforecast.models import ForecastModel, WindowBatch, create_model
+
+# Reference ms per batch (fastest, slowest of its ranges): forward, forward + backward.
+REFERENCE_MS = {
+    "nbody": ((15.0, 16.0), (100.0, 140.0)),
+    "motion100": ((500.0, 500.0), (2200.0, 2200.0)),
+    "motion198": ((1070.0, 1690.0), (5000.0, 7900.0)),
+}
+
+
+def motion_batch(batch_size: int) -> WindowBatch:
+    """31-joint skeletons, all pairs, two past frames with velocities (only |v| is used)."""
+    species = torch.zeros(31, dtype=torch.long)
+    return replicate(all_pairs(31), species, batch_size, 2, velocities=True)
+
+
+def nbody_model() -> ForecastModel:
+    """N-body recipe: h = [charge, |v|] (D_in 2), velocity vector passed to the first layer."""
+    return create_model("sake", species="none", node_attr_dim=1)
+
+
+def motion_model() -> ForecastModel:
+    """Motion recipe: only |v| as a node scalar (plus a constant), v = None into layer 1."""
+    return create_model("sake", species="none", use_velocity=False)
+
+
+CASES: dict[str, tuple[Callable[[], ForecastModel], Callable[[], WindowBatch]]] = {
+    "nbody": (nbody_model, lambda: nbody_batch(100)),
+    "motion100": (motion_model, lambda: motion_batch(100)),
+    "motion198": (motion_model, lambda: motion_batch(198)),
+}
+
+
+def compiled(model: ForecastModel, batch: WindowBatch) -> tuple[ForecastModel, float]:
+    """``torch.compile(model)`` and the seconds its first forward + backward took."""
+    fast = torch.compile(model)
+    start = time.perf_counter()
+    (fast(batch) - batch.target).square().mean().backward()
+    with torch.no_grad():
+        fast(batch)
+    return fast, time.perf_counter() - start
+
+
+def run(
+    names: list[str], threads: list[int], repeats: int, warmup: int, use_compile: bool
+) -> list[dict]:
+    rows = []
+    for name in names:
+        build_model, build_batch = CASES[name]
+        torch.manual_seed(0)
+        model, batch = build_model(), build_batch()
+        variants: list[tuple[str, ForecastModel, float | None]] = [("eager", model, None)]
+        if use_compile:
+            variants.append(("compile", *compiled(model, batch)))
+        for mode, runnable, compile_s in variants:
+            for count in threads:
+                timing = time_model(runnable, batch, count, repeats, warmup)  # type: ignore[arg-type]
+                rows.append(result_row(name, mode, timing, compile_s))
+    return rows
+
+
+def result_row(name: str, mode: str, timing, compile_s: float | None) -> dict:
+    (ref_fwd, _), (ref_bwd, _) = REFERENCE_MS[name]
+    row = {
+        "case": name,
+        "mode": mode,
+        "threads": timing.threads,
+        "batch": timing.batch_size,
+        "forward_ms": round(timing.forward_ms, 1),
+        "forward_backward_ms": round(timing.forward_backward_ms, 1),
+        "forward_samples_per_s": round(timing.samples_per_second(timing.forward_ms)),
+        "train_samples_per_s": round(timing.samples_per_second(timing.forward_backward_ms)),
+        "reference_forward_ms": REFERENCE_MS[name][0],
+        "reference_forward_backward_ms": REFERENCE_MS[name][1],
+        "speedup_forward": round(ref_fwd / timing.forward_ms, 2),
+        "speedup_forward_backward": round(ref_bwd / timing.forward_backward_ms, 2),
+    }
+    if compile_s is not None:
+        row["compile_s"] = round(compile_s, 1)
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| case | mode | threads | forward ms | fwd+bwd ms | fwd samples/s | fwd+bwd samples/s "
+        "| reference fwd / fwd+bwd ms | speed-up vs fastest reference (fwd, fwd+bwd) |"
+    )
+    print("|" + "---|" * 9)
+    for r in rows:
+        (rf_lo, rf_hi), (rb_lo, rb_hi) = (
+            r["reference_forward_ms"],
+            r["reference_forward_backward_ms"],
+        )
+        print(
+            f"| {r['case']} | {r['mode']} | {r['threads']} | {r['forward_ms']:.1f} | "
+            f"{r['forward_backward_ms']:.1f} | {r['forward_samples_per_s']} | "
+            f"{r['train_samples_per_s']} | {rf_lo:g}-{rf_hi:g} / {rb_lo:g}-{rb_hi:g} | "
+            f"{r['speedup_forward']:.2f}x, {r['speedup_forward_backward']:.2f}x |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
+    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    args = parser.parse_args()
+    rows = run(args.cases, args.threads, args.repeats, args.warmup, args.compile)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
