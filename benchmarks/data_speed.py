@@ -5,7 +5,8 @@ Run: ``OMP_NUM_THREADS=1 python benchmarks/data_speed.py [--quick] [--json]``
 Measured in one run, on the same machine:
 * batch assembly of 100-window batches (gather + graph + tensors) for a synthetic 3341-atom
   system (AdK-sized, protein-like density, T=10, D=5) with a radius graph (cutoff 5, at most 16
-  neighbours), and for the N-body set with its built-in multi-frame task (all pairs);
+  neighbours), for 213 AdK-like residues (CA density, radius 6, no cap: ESTAG's AdK graph size)
+  and for the N-body set with its built-in multi-frame task (all pairs);
 * generator throughput in exact mode (per-trajectory loop) and fast mode (all at once), and
   their ratio.
 """
@@ -27,10 +28,15 @@ from dynforecast.io.trajectory import Trajectory
 BATCH_WINDOWS = 100
 
 
-def protein_like_system(n_atoms: int = 3341, n_frames: int = 200, seed: int = 0) -> Trajectory:
-    """Random atoms at protein density (~0.1 per cubic Angstrom) with small thermal motion."""
+def protein_like_system(
+    n_atoms: int = 3341, density: float = 0.1, n_frames: int = 200, seed: int = 0
+) -> Trajectory:
+    """Random atoms at a protein-like density (per cubic Angstrom) with small thermal motion.
+
+    0.1 is the all-atom density of a protein; 0.0067 that of its CA atoms (one per residue).
+    """
     rng = np.random.default_rng(seed)
-    side = (n_atoms / 0.1) ** (1.0 / 3.0)
+    side = (n_atoms / density) ** (1.0 / 3.0)
     rest = rng.uniform(0.0, side, size=(1, n_atoms, 3))
     positions = rest + rng.normal(scale=0.3, size=(n_frames, n_atoms, 3))
     return Trajectory(
@@ -81,6 +87,11 @@ def main() -> None:
         WindowSpec(past_frames=10, spacing=5),
         GraphSpec("radius", cutoff=5.0, max_neighbours=16),
     )
+    residues = WindowDataset(
+        [protein_like_system(213, density=0.0067)],
+        WindowSpec(past_frames=10, spacing=5),
+        GraphSpec("radius", cutoff=6.0),
+    )
     nbody_set = WindowDataset(
         nbody_trajectories(simulate_nbody(300, seed=43, mode="fast")),
         PROTOCOLS["nbody-multiframe"],
@@ -90,13 +101,18 @@ def main() -> None:
     fast = generator_rate("fast", 200 if args.quick else 1000)
     results = {
         "batch_protein_3341_radius": batch_rate(protein, repeats),
+        "batch_adk_residues_213_radius": batch_rate(residues, repeats * 3),
         "batch_nbody_multiframe": batch_rate(nbody_set, repeats * 5),
         "generator_trajectories_per_s": {"exact": exact, "fast": fast, "ratio": fast / exact},
     }
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    for name in ("batch_protein_3341_radius", "batch_nbody_multiframe"):
+    for name in (
+        "batch_protein_3341_radius",
+        "batch_adk_residues_213_radius",
+        "batch_nbody_multiframe",
+    ):
         row = results[name]
         print(
             f"{name:28s} {row['windows_per_s']:10.0f} windows/s  "

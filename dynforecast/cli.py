@@ -172,8 +172,11 @@ app.add_typer(generate_app, name="generate")
 def generate_nbody(
     output: OutputOption,
     trajectories: Annotated[
-        int, typer.Option("--trajectories", "-n", help="Trajectories to simulate.", min=1)
-    ] = 1000,
+        int | None,
+        typer.Option(
+            "--trajectories", "-n", help="Trajectories to simulate.", min=1, show_default="1000"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random stream (EGNN's data: 43).")] = 43,
     first_index: Annotated[
         int, typer.Option(help="Stream index of the first trajectory (skip-ahead).", min=0)
@@ -185,13 +188,27 @@ def generate_nbody(
             "fast: all trajectories at once (~10x faster, tested against exact)."
         ),
     ] = "exact",
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="An EGNN data set instead of --trajectories: nbody_small (EGNN's exact "
+            "3000/2000/2000 train/valid/test) or shortcut (stream 0-6999); split it with "
+            "--set split.mode=systems --set 'split.fractions=[0.4286, 0.2857, 0.2857]'."
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Simulate EGNN's charged 5-particle system (frames 30 -> 40 is the standard task) to H5MD."""
     from dynforecast.data.builtin import generate_nbody_file
 
     summary = generate_nbody_file(
-        output, trajectories, seed, mode=mode, first_index=first_index, overwrite=overwrite
+        output,
+        trajectories,
+        seed,
+        mode=mode,
+        first_index=first_index,
+        recipe=recipe,
+        overwrite=overwrite,
     )
     print(summary.line())
 

@@ -6,7 +6,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from dynforecast.cli import app
-from dynforecast.data import builtin
+from dynforecast.data import builtin, nbody
 from dynforecast.data.loading import load_systems
 from dynforecast.data.nbody import simulate_nbody
 from dynforecast.data.splits import split_windows
@@ -72,3 +72,26 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert builtin.cache_dir() == tmp_path / "dynforecast"
     monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "mine"))
     assert builtin.cache_dir() == tmp_path / "mine"
+
+
+def test_generate_nbody_recipe(tmp_path, monkeypatch):
+    monkeypatch.setitem(nbody.EGNN_RECIPES, "tiny", ((0, 2), (10, 1), (12, 1)))
+    output = tmp_path / "recipe.h5"
+    result = runner.invoke(
+        app, ["generate", "nbody", "-o", str(output), "--recipe", "tiny", "--mode", "fast"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "seed 43, recipe tiny, stream 0-1, 10-10, 12-12, fast mode" in result.stdout
+    assert [s.name for s in load_systems(output)] == [
+        "traj00000",
+        "traj00001",
+        "traj00010",
+        "traj00012",
+    ]
+    result = runner.invoke(
+        app, ["generate", "nbody", "-o", str(output), "--recipe", "tiny", "-n", "3"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --recipe fixes the trajectories; drop --trajectories and --first-index\n"
+    )

@@ -190,3 +190,15 @@ def test_regression_1000_exact_trajectories():
     assert round(float((arrays.charges > 0).mean()), 3) == 0.506
     stay, constant_velocity = baseline_mses(arrays)  # float32 data path: 4 decimals still hold
     assert round(stay, 4) == 0.2675 and round(constant_velocity, 4) == 0.1122
+
+
+def test_recipes_concatenate_skipped_stream_ranges(monkeypatch):
+    assert nbody.EGNN_RECIPES["nbody_small"] == ((0, 3000), (10_000, 2000), (12_000, 2000))
+    monkeypatch.setitem(nbody.EGNN_RECIPES, "tiny", ((0, 2), (10, 1), (12, 1)))
+    arrays = nbody.simulate_recipe("tiny", mode="fast")
+    np.testing.assert_array_equal(arrays.stream_indices, [0, 1, 10, 12])
+    np.testing.assert_array_equal(arrays.loc[2], simulate_nbody(1, first_index=10).loc[0])
+    names = [s.name for s in nbody_trajectories(arrays)]
+    assert names == ["traj00000", "traj00001", "traj00010", "traj00012"]
+    with pytest.raises(UsageError, match=r"^--recipe must be one of nbody_small, shortcut"):
+        nbody.simulate_recipe("big")

@@ -21,8 +21,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dynforecast.data.graphs import GraphSpec
-from dynforecast.data.nbody import MODES, nbody_trajectories, simulate_nbody
+from dynforecast.data.nbody import (
+    EGNN_RECIPES,
+    MODES,
+    nbody_trajectories,
+    simulate_nbody,
+    simulate_recipe,
+)
 from dynforecast.data.windows import PROTOCOLS
 from dynforecast.errors import OutputError, UsageError
 
@@ -38,6 +46,16 @@ BUILTIN_SPLIT = "systems"
 BUILTIN_FRACTIONS = (0.8, 0.1, 0.1)
 
 
+def _ranges(indices: np.ndarray) -> str:
+    """Consecutive runs of stream indices as text: "0-2999, 10000-11999"."""
+    if indices.size == 0:
+        return "none"
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    firsts = np.append(indices[0], indices[breaks + 1])
+    lasts = np.append(indices[breaks], indices[-1])
+    return ", ".join(f"{a}-{b}" for a, b in zip(firsts.tolist(), lasts.tolist(), strict=True))
+
+
 @dataclass(frozen=True)
 class NBodyFileSummary:
     """What `generate_nbody_file` wrote (printed by ``dynforecast generate nbody``)."""
@@ -46,28 +64,35 @@ class NBodyFileSummary:
     n_trajectories: int
     seed: int
     mode: str
-    first_index: int
+    streams: str
     seconds: float
+    recipe: str | None = None
 
     def line(self) -> str:
-        last = self.first_index + self.n_trajectories - 1
+        recipe = f"recipe {self.recipe}, " if self.recipe else ""
         return (
             f"wrote {self.path}: {self.n_trajectories} charged N-body trajectories "
-            f"(49 frames x 5 particles, seed {self.seed}, stream {self.first_index}-{last}, "
+            f"(49 frames x 5 particles, seed {self.seed}, {recipe}stream {self.streams}, "
             f"{self.mode} mode) in {self.seconds:.1f} s"
         )
 
 
 def generate_nbody_file(
     path: Path,
-    n_trajectories: int = 1000,
+    n_trajectories: int | None = None,
     seed: int = 43,
     *,
     mode: str = "exact",
     first_index: int = 0,
+    recipe: str | None = None,
     overwrite: bool = False,
 ) -> NBodyFileSummary:
-    """Simulate trajectories of the seed's stream and write them to H5MD, one system each."""
+    """Simulate trajectories of the seed's stream and write them to H5MD, one system each.
+
+    Either ``n_trajectories`` (default 1000, the set of nbody.md section 6) from
+    ``first_index`` on, or an EGNN ``recipe`` (its train, validation and test trajectories in
+    that order; split them with mode "systems" and fractions (3/7, 2/7, 2/7)).
+    """
     from dynforecast.console import log
     from dynforecast.io.atomic import check_output_path
     from dynforecast.io.h5md import write_h5md
@@ -75,13 +100,31 @@ def generate_nbody_file(
     path = Path(path)
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+    if recipe is not None and (n_trajectories is not None or first_index):
+        raise UsageError("--recipe fixes the trajectories; drop --trajectories and --first-index")
+    if recipe is not None and recipe not in EGNN_RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(EGNN_RECIPES)} (got {recipe!r})")
     check_output_path(path, overwrite=overwrite)  # fail before minutes of simulation, not after
-    log(f"simulating {n_trajectories} trajectories ({mode} mode)")
+    count = (
+        sum(n for _, n in EGNN_RECIPES[recipe])
+        if recipe
+        else (1000 if n_trajectories is None else n_trajectories)
+    )
+    log(f"simulating {count} trajectories ({mode} mode)")
     started = time.perf_counter()
-    arrays = simulate_nbody(n_trajectories, seed, mode=mode, first_index=first_index)
+    if recipe is not None:
+        arrays = simulate_recipe(recipe, seed, mode=mode)
+    else:
+        arrays = simulate_nbody(count, seed, mode=mode, first_index=first_index)
     write_h5md(path, nbody_trajectories(arrays), overwrite=overwrite)
     return NBodyFileSummary(
-        path, n_trajectories, seed, mode, first_index, time.perf_counter() - started
+        path,
+        arrays.n_trajectories,
+        seed,
+        mode,
+        _ranges(arrays.stream_indices),
+        time.perf_counter() - started,
+        recipe,
     )
 
 

@@ -60,6 +60,8 @@ class NBodyArrays:
         charges: [S, n, 1] +-1.
         seed, first_index: the stream and the stream index of trajectory 0.
         mode: "exact" or "fast".
+        indices: int64 [S] stream index of every trajectory when they are not consecutive
+            (an EGNN recipe); None means first_index, first_index + 1, ...
     """
 
     loc: np.ndarray
@@ -69,10 +71,18 @@ class NBodyArrays:
     seed: int = 43
     first_index: int = 0
     mode: str = "exact"
+    indices: np.ndarray | None = None
 
     @property
     def n_trajectories(self) -> int:
         return int(self.loc.shape[0])
+
+    @property
+    def stream_indices(self) -> np.ndarray:
+        """int64 [S]: the stream index of each trajectory."""
+        if self.indices is not None:
+            return np.asarray(self.indices, dtype=np.int64)
+        return self.first_index + np.arange(self.n_trajectories, dtype=np.int64)
 
 
 @dataclass
@@ -210,6 +220,40 @@ def simulate_nbody(
     return NBodyArrays(loc, vel, edges, initial.charges, seed, first_index, mode)
 
 
+#: EGNN's data-set recipes (nbody.md section 4.1): (first stream index, count) of train,
+#: validation and test. "nbody_small" is EGNN's exact data (train = the first 3000 of 10,000
+#: generated); "shortcut" has the same training set but validation and test are stream
+#: trajectories 3000-6999, statistically comparable, not identical, to EGNN's.
+EGNN_RECIPES: dict[str, tuple[tuple[int, int], ...]] = {
+    "nbody_small": ((0, 3000), (10_000, 2000), (12_000, 2000)),
+    "shortcut": ((0, 3000), (3000, 2000), (5000, 2000)),
+}
+
+
+def simulate_recipe(recipe: str, seed: int = 43, *, mode: str = "exact") -> NBodyArrays:
+    """The train, validation and test trajectories of an EGNN recipe, concatenated in that order.
+
+    Unused stream trajectories are skipped, not simulated. With the "systems" split and
+    fractions (3/7, 2/7, 2/7) the three parts are exactly the recipe's splits.
+    """
+    if recipe not in EGNN_RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(EGNN_RECIPES)} (got {recipe!r})")
+    parts = [
+        simulate_nbody(count, seed, mode=mode, first_index=first)
+        for first, count in EGNN_RECIPES[recipe]  # three ranges
+    ]
+    return NBodyArrays(
+        loc=np.concatenate([p.loc for p in parts]),
+        vel=np.concatenate([p.vel for p in parts]),
+        edges=np.concatenate([p.edges for p in parts]),
+        charges=np.concatenate([p.charges for p in parts]),
+        seed=seed,
+        first_index=0,
+        mode=mode,
+        indices=np.concatenate([p.stream_indices for p in parts]),
+    )
+
+
 def nbody_energy(loc: np.ndarray, vel: np.ndarray, charges: np.ndarray) -> np.ndarray:
     """Total energy 1/2 sum |v|^2 + sum_{i<j} k q_i q_j / r_ij (diagnostics; not conserved).
 
@@ -233,14 +277,14 @@ def nbody_trajectories(arrays: NBodyArrays, names_prefix: str = "traj") -> list[
     frames = np.arange(N_FRAMES)
     time = (frames + 1) * (RECORD_EVERY * TIME_STEP)
     step = ((frames + 1) * RECORD_EVERY).astype(np.int64)
-    last = arrays.first_index + arrays.n_trajectories - 1
-    width = max(5, len(str(last)))
+    indices = arrays.stream_indices
+    width = max(5, len(str(int(indices.max())))) if indices.size else 5
     positions = np.swapaxes(arrays.loc, -1, -2).astype(np.float32)
     velocities = np.swapaxes(arrays.vel, -1, -2).astype(np.float32)
     charges = arrays.charges[..., 0].astype(np.float32)
     systems = []
     for s in range(arrays.n_trajectories):  # one record per trajectory (a container, not math)
-        index = arrays.first_index + s
+        index = int(indices[s])
         systems.append(
             Trajectory(
                 name=f"{names_prefix}{index:0{width}d}",
