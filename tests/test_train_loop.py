@@ -24,8 +24,8 @@ def _config(**optim):
     return config_from_dict(values)
 
 
-def _fit(run_dir, config, resume=None, hook=None):
-    dataset = DriftDataset()
+def _fit(run_dir, config, resume=None, hook=None, dataset=None):
+    dataset = dataset or DriftDataset()
     torch.manual_seed(0)
     model = DriftModel()
     result = fit(
@@ -88,39 +88,36 @@ class _KillOnBatch(DriftDataset):
         return super().batch(window_ids)
 
 
-def test_sigterm_after_epoch_then_resume_equals_uninterrupted(tmp_path):
+# 40 training windows in batches of 7 = 6 steps, then 2 validation batches: 8 batch builds per
+# epoch, so build 11 is the 3rd training batch of epoch 2.
+STOPS = {
+    "sigterm_after_epoch_2": (
+        {"hook": _kill_after(2)},
+        "SIGTERM after epoch 2",
+        (2, 0),
+    ),
+    "sigusr1_in_epoch_2": (
+        {"dataset": _KillOnBatch(call=11)},
+        "SIGUSR1 in epoch 2 after batch 3 of 6",
+        (1, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("stop", sorted(STOPS))
+def test_stop_signal_checkpoint_then_resume_equals_uninterrupted(tmp_path, stop):
+    stopper, where, position = STOPS[stop]
     config = _config()
     reference_model, reference = _fit(tmp_path / "ref", config)
     run = tmp_path / "run"
     with pytest.raises(Interrupted) as caught:
-        _fit(run, config, hook=_kill_after(2))
+        _fit(run, config, **stopper)
     assert str(caught.value) == (
-        f"{run}: stopped by SIGTERM after epoch 2; "
+        f"{run}: stopped by {where}; "
         f"checkpoint {run / 'last.pt'} written, run the same command again to resume"
     )
     saved = load_checkpoint(run / "last.pt")
-    assert (saved["epoch"], saved["batch_in_epoch"]) == (2, 0)
-    model, resumed = _fit(run, config, resume=saved)
-    _assert_same_history(resumed.history, reference.history)
-    assert model.weight.item() == reference_model.weight.item()
-
-
-def test_sigusr1_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    config = _config()
-    reference_model, reference = _fit(tmp_path / "ref", config)
-    run = tmp_path / "run"
-    # 40 training windows in batches of 7 = 6 steps, then 2 validation batches: 8 builds per
-    # epoch, so build 11 is the 3rd training batch of epoch 2.
-    dataset = _KillOnBatch(call=11)
-    torch.manual_seed(0)
-    with pytest.raises(Interrupted) as caught:
-        fit(DriftModel(), dataset, splits_of(dataset), config, run, n_systems=6, device=CPU)
-    assert str(caught.value) == (
-        f"{run}: stopped by SIGUSR1 in epoch 2 after batch 3 of 6; "
-        f"checkpoint {run / 'last.pt'} written, run the same command again to resume"
-    )
-    saved = load_checkpoint(run / "last.pt")
-    assert (saved["epoch"], saved["batch_in_epoch"]) == (1, 3)
+    assert (saved["epoch"], saved["batch_in_epoch"]) == position
     model, resumed = _fit(run, config, resume=saved)
     _assert_same_history(resumed.history, reference.history)
     assert model.weight.item() == reference_model.weight.item()

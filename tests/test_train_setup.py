@@ -1,0 +1,118 @@
+"""The one place where "auto" settings meet the data and the model (dynforecast.train.setup)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datafactory import chain_bonds, make_system
+
+from dynforecast.errors import CompatibilityError, UsageError
+from dynforecast.train import setup
+from dynforecast.train.checkpoint import DataSignature
+from dynforecast.train.config import resolve_config
+
+
+def _resolve(systems, *overrides, builtin=False):
+    return setup.resolve_config(resolve_config(None, list(overrides)), systems, builtin=builtin)
+
+
+def test_estag_window_follows_the_model_and_charges_set_node_attrs():
+    systems = [make_system("a", 30, 4, charges=True)]
+    config = _resolve(systems)
+    assert config.data.window.past_frames == 10 and config.data.window.spacing == 1
+    assert config.model.hyperparameters == {"num_past_frames": 10, "node_attr_dim": 1}
+    config = _resolve(systems, "window.past_frames=4")
+    assert config.model.hyperparameters["num_past_frames"] == 4
+    config = _resolve(systems, "model.num_past_frames=6")
+    assert config.data.window.past_frames == 6
+
+
+def test_conflicting_frame_counts_are_refused():
+    with pytest.raises(UsageError) as caught:
+        _resolve([make_system("a", 30, 4)], "window.past_frames=4", "model.num_past_frames=6")
+    assert str(caught.value) == (
+        "model.num_past_frames=6 differs from data.window.past_frames=4; set one of them"
+    )
+
+
+def test_models_without_a_frame_count_take_one_frame_with_velocities_else_two():
+    assert (
+        _resolve(
+            [make_system("a", 9, 3, velocities=True)], "model.name=sake"
+        ).data.window.past_frames
+        == 1
+    )
+    assert _resolve([make_system("a", 9, 3)], "model.name=sake").data.window.past_frames == 2
+
+
+def test_protocols_fill_unset_window_fields():
+    config = _resolve([make_system("a", 60, 3)], "window.protocol=md17", "window.spacing=3")
+    window = config.data.window
+    assert (window.past_frames, window.spacing, window.horizon) == (10, 3, None)
+    builtin = _resolve([make_system("a", 60, 3)], builtin=True).data.window
+    assert (builtin.protocol, builtin.past_frames, builtin.spacing, builtin.horizon) == (
+        "nbody-multiframe", 10, 1, 10,
+    )  # fmt: skip
+    with pytest.raises(UsageError, match=r"'data.window.protocol': expected one of \["):
+        _resolve([make_system("a", 60, 3)], "window.protocol=md18")
+
+
+def test_one_hot_species_get_the_data_vocabulary():
+    config = _resolve([make_system("a", 30, 3)], "model.node_input=one_hot")
+    assert config.model.hyperparameters["species_vocabulary"] == [1, 2, 3]
+
+
+def test_graph_and_split_auto():
+    bonded = [make_system(f"s{i}", 30, 4, bonds=chain_bonds(4)) for i in range(3)]
+    config = _resolve(bonded)
+    assert (config.data.graph.kind, config.data.split.mode) == ("bonds", "chronological")
+    many = [make_system(f"s{i}", 30, 4) for i in range(10)]
+    config = _resolve(many)
+    assert (config.data.graph.kind, config.data.split.mode) == ("all_pairs", "systems")
+    with pytest.raises(UsageError) as caught:
+        _resolve([make_system("big", 12, 201)])
+    assert str(caught.value) == (
+        "the data has systems without bonds and up to 201 particles; set "
+        "--set graph.kind=radius --set graph.cutoff=<length>"
+    )
+
+
+def test_unknown_model_and_hyperparameter():
+    with pytest.raises(UsageError, match=r"^model 'gnn' is unknown; choose one of "):
+        _resolve([make_system("a", 30, 3)], "model.name=gnn")
+    with pytest.raises(UsageError) as caught:
+        setup.build_model(_resolve([make_system("a", 30, 3)], "model.hidden_dim=0"))
+    assert str(caught.value).startswith("model 'estag': expected hidden_dim, num_layers")
+
+
+def test_velocity_use_is_detected_through_gradients():
+    systems = [make_system(f"s{i}", 20, 4, velocities=True, charges=True) for i in range(2)]
+    for name, expected in (("sake", True), ("estag", False)):
+        config = _resolve(systems, f"model.name={name}", "window.past_frames=2")
+        dataset = setup.build_dataset(systems, config)
+        model = setup.build_model(config)
+        assert setup.uses_velocities(model, dataset, np.arange(3)) is expected
+
+
+def test_signature_refuses_missing_velocities_and_other_sizes():
+    trained = DataSignature("nm", "ps", 0.5, (1, 6), 0, True, (5,), fixed_size=True)
+    offered = DataSignature("nm", "ps", 0.5, (6,), 0, False, (5,))
+    with pytest.raises(CompatibilityError) as caught:
+        trained.check(offered, "m.pt", "d.h5")
+    assert str(caught.value) == (
+        "d.h5: does not fit checkpoint m.pt: no velocities (the model was trained with velocities)"
+    )
+    offered = DataSignature("nm", "ps", 0.5, (6,), 0, True, (7,))
+    with pytest.raises(CompatibilityError, match=r"particle counts \[7\], trained on \[5\]$"):
+        trained.check(offered, "m.pt", "d.h5")
+    assert DataSignature.from_dict(trained.to_dict()) == trained
+
+
+def test_resolve_device():
+    import torch
+
+    assert setup.resolve_device("cpu") == torch.device("cpu")
+    assert setup.resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(UsageError) as caught:
+        setup.resolve_device("tpu")
+    assert str(caught.value) == "--device tpu: expected auto, cpu, cuda or cuda:<index>"
