@@ -222,7 +222,8 @@ def test_malformed_and_unknown_inputs(tmp_path):
         (tmp_path / "missing.pdb", f"{tmp_path / 'missing.pdb'}: no such file"),
         (
             unknown,
-            f"{unknown}: unknown extension '.csv' (supported: .ent, .extxyz, .pdb, .pdb.gz, .xyz;"
+            f"{unknown}: unknown extension '.csv' (supported: .bvh, .ent, .extxyz, .pdb, .pdb.gz,"
+            " .xyz;"
             " with --topology: .binpos, .dcd, .gro, .lammpstrj, .nc, .ncdf, .netcdf, .pdb,"
             " .pdb.gz, .trr, .xtc)",
         ),
@@ -327,3 +328,27 @@ def test_nm_system_exports_to_xyz_in_angstrom_and_fs(tmp_path):
     np.testing.assert_allclose(again.positions, original.positions * 10, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(again.time, original.time * 1000)
     np.testing.assert_array_equal(again.species, original.species)
+
+
+def test_bvh_ingests_through_the_same_dispatcher_and_exports_back(tmp_path):
+    from dynforecast.io.bvh import format_bvh, read_bvh
+    from dynforecast.io.bvh_synthetic import random_motion, random_skeleton
+
+    rng = np.random.default_rng(5)
+    skeleton = random_skeleton(rng, 6, six_channel_fraction=0.0)
+    source = tmp_path / "walk.bvh"
+    source.write_text(format_bvh(skeleton, random_motion(rng, skeleton, 12), 1 / 60))
+    out = tmp_path / "walk.h5"
+    (summary,) = ingest([source], out, stride=2)
+    assert (summary.name, summary.frames) == ("walk", 6)
+    (stored,) = read_h5md(out)
+    direct = read_bvh(source, name="walk", stride=2)
+    np.testing.assert_array_equal(stored.positions, direct.positions)
+    np.testing.assert_array_equal(stored.bonds, direct.bonds)
+    assert stored.names == direct.names
+    export_trajectory(stored, tmp_path / "back.bvh")
+    again = read_bvh(tmp_path / "back.bvh")
+    np.testing.assert_allclose(again.positions, stored.positions, atol=1e-4)
+    with pytest.raises(UsageError) as caught:
+        open_input(source, name="walk", select="name CA")
+    assert str(caught.value) == f"--select needs a PDB or topology input ({source} is BVH)"

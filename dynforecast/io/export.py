@@ -28,11 +28,9 @@ def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool 
 
         write_xyz(trajectory, path, overwrite=overwrite)
     elif extension == ".bvh":
-        from dynforecast.io.atomic import check_output_path
         from dynforecast.io.bvh import write_bvh
 
-        check_output_path(path, overwrite=overwrite)
-        write_bvh(trajectory, path)
+        write_bvh(trajectory, path, overwrite=overwrite)
     else:
         raise OutputError(
             f"{path}: unknown export extension {extension or '(none)'!r} "

@@ -7,6 +7,7 @@ ones; with ``topology`` the input is a trajectory whose atoms the topology file 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from dynforecast.errors import InputError, UsageError
@@ -17,12 +18,15 @@ from dynforecast.io.molecular import (
     TRAJECTORY_EXTENSIONS,
     open_molecular,
 )
-from dynforecast.io.stream import StreamedSystem, collect
+from dynforecast.io.stream import FrameChunk, StreamedSystem, collect, empty_frames
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.xyz import XYZ_EXTENSIONS, open_xyz
 
-#: Extensions readable on their own (BVH is read by dynforecast.io.bvh).
-SUPPORTED_EXTENSIONS = (*STANDALONE_EXTENSIONS, *XYZ_EXTENSIONS)
+#: Motion capture, read whole by dynforecast.io.bvh (BVH files are small).
+BVH_EXTENSIONS = (".bvh",)
+
+#: Extensions readable on their own.
+SUPPORTED_EXTENSIONS = (*STANDALONE_EXTENSIONS, *XYZ_EXTENSIONS, *BVH_EXTENSIONS)
 
 
 def _supported(extensions: tuple[str, ...]) -> str:
@@ -77,12 +81,30 @@ def open_input(
         if select is not None:
             raise UsageError(f"--select needs a PDB or topology input ({path} is XYZ)")
         return open_xyz(path, name=name, stride=stride, chunk_frames=chunk_frames)
+    if extension in BVH_EXTENSIONS:
+        if select is not None:
+            raise UsageError(f"--select needs a PDB or topology input ({path} is BVH)")
+        return _open_bvh(path, name=name, stride=stride)
     if extension in TRAJECTORY_EXTENSIONS:
         raise InputError(f"{path}: a {extension} trajectory needs --topology")
     raise InputError(
         f"{path}: unknown extension {extension or '(none)'!r} "
         f"(supported: {_supported(SUPPORTED_EXTENSIONS)}; with --topology: "
         f"{_supported(TRAJECTORY_EXTENSIONS)})"
+    )
+
+
+def _open_bvh(path: Path, *, name: str, stride: int) -> StreamedSystem:
+    """A BVH skeleton as a one-chunk stream (its reader works on whole files)."""
+    from dynforecast.io.bvh import read_bvh
+
+    whole = read_bvh(path, name=name, stride=stride)
+    header = dataclasses.replace(whole, velocities=None, **empty_frames(whole.n_particles))
+    chunk = FrameChunk(
+        positions=whole.positions, time=whole.time, step=whole.step, velocities=whole.velocities
+    )
+    return StreamedSystem(
+        header=header, has_velocities=whole.velocities is not None, chunks=iter([chunk])
     )
 
 
