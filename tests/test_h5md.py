@@ -265,3 +265,31 @@ def test_mdanalysis_reads_our_positions_velocities_and_time(tmp_path, rich_syste
         assert ts.time == pytest.approx(rich_system.time[frame])
         assert ts.data["protein/is_forecast"] == int(frame >= 3)
     reader.close()
+
+
+def test_dimensionless_data_carries_no_unit_attribute(tmp_path):
+    from MDAnalysis.coordinates.H5MD import H5MDReader
+
+    skeleton = make_trajectory("skeleton", 3, 5, seed=4)
+    skeleton.length_unit, skeleton.time_unit = "1", "1"
+    skeleton.velocities = np.ones((3, 5, 3), dtype=np.float32)
+    path = tmp_path / "skeleton.h5"
+    write_h5md(path, [skeleton])
+    with h5py.File(path, "r") as h5:
+        group = h5["particles/skeleton"]
+        for dataset in ("position/value", "position/time", "velocity/value"):
+            assert "unit" not in group[dataset].attrs
+    (read,) = read_h5md(path)
+    assert (read.length_unit, read.time_unit) == ("1", "1")
+    reader = H5MDReader(str(path), convert_units=False)
+    np.testing.assert_array_equal(reader.ts.positions, skeleton.positions[0])
+    reader.close()
+
+
+def test_velocity_units_drop_unitless_factors():
+    from dynforecast.io.h5md import velocity_unit_for
+
+    assert velocity_unit_for("nm", "ps") == "nm ps-1"
+    assert velocity_unit_for("Angstrom", "1") == "Angstrom"
+    assert velocity_unit_for("1", "s") == "s-1"
+    assert velocity_unit_for("1", "1") == "1"

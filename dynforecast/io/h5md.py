@@ -58,8 +58,23 @@ _CHUNK_BYTES = 1 << 20
 
 
 def velocity_unit_for(length_unit: str, time_unit: str) -> str:
-    """H5MD unit string of velocities, e.g. "nm ps-1" (a per-frame "1" time unit adds nothing)."""
-    return length_unit if time_unit == "1" else f"{length_unit} {time_unit}-1"
+    """H5MD unit string of velocities: "nm ps-1"; unitless factors ("1") drop out."""
+    if time_unit == "1":
+        return length_unit
+    return f"{time_unit}-1" if length_unit == "1" else f"{length_unit} {time_unit}-1"
+
+
+def set_unit(dataset: h5py.Dataset, unit: str) -> None:
+    """Attach an H5MD ``unit`` attribute; dimensionless data ("1") carries none (H5MD units
+    module), which also lets MDAnalysis open such files with ``convert_units=False``."""
+    if unit != "1":
+        dataset.attrs["unit"] = unit
+
+
+def get_unit(dataset: h5py.Dataset) -> str:
+    """The ``unit`` attribute as text ("1" when absent; fixed-length byte strings decoded)."""
+    unit = dataset.attrs.get("unit", "1")
+    return unit.decode("ascii") if isinstance(unit, bytes) else str(unit)
 
 
 class H5MDWriter:
@@ -166,14 +181,14 @@ class H5MDWriter:
         time = position.create_dataset(
             "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
         )
-        time.attrs["unit"] = time_unit
-        self._frame_dataset(position, "value", n_particles, frames).attrs["unit"] = length_unit
+        set_unit(time, time_unit)
+        set_unit(self._frame_dataset(position, "value", n_particles, frames), length_unit)
         if has_velocities:
             velocity = group.create_group("velocity")
             velocity["step"] = step
             velocity["time"] = time
             value = self._frame_dataset(velocity, "value", n_particles, frames)
-            value.attrs["unit"] = velocity_unit or velocity_unit_for(length_unit, time_unit)
+            set_unit(value, velocity_unit or velocity_unit_for(length_unit, time_unit))
         group.create_dataset("species", data=species)
         if charges is not None:
             group.create_dataset("charge", data=np.asarray(charges, dtype=np.float32))
@@ -407,8 +422,8 @@ def _read_header(h5: h5py.File, name: str) -> Trajectory:
     return Trajectory(
         name=name,
         species=species,
-        length_unit=str(position["value"].attrs.get("unit", "1")),
-        time_unit=str(position["time"].attrs.get("unit", "1")) if "time" in position else "1",
+        length_unit=get_unit(position["value"]),
+        time_unit=get_unit(position["time"]) if "time" in position else "1",
         bonds=bonds.reshape(-1, 2),
         charges=charges,
         names=names,
