@@ -114,20 +114,22 @@ class EdgeMessageMLP(nn.Module):
     ) -> Tensor:
         hidden = self.hidden_dim
         weight = self.first.weight
-        # [V, *S, 2H]: receiver and sender projections of every node in one matmul.
+        # [V, *S, 2H]: receiver (with the bias) and sender projections of every node, one matmul.
         node_weight = torch.cat([weight[:, :hidden], weight[:, hidden : 2 * hidden]], dim=0)
-        projected = h @ node_weight.t()
+        node_bias = torch.cat([self.first.bias, self.first.bias.new_zeros(hidden)])
+        projected = torch.addmm(node_bias, h.reshape(-1, hidden), node_weight.t())
+        projected = projected.view(*h.shape[:-1], 2 * hidden)
+        # In-place accumulation on the gathered tensor (index_select's backward keeps no output):
+        # fewer [E, *S, H] temporaries, measurably faster on the CPU.
         pre = projected[..., :hidden].index_select(0, edge_dst)
-        pre = pre + projected[..., hidden:].index_select(0, edge_src)
-        pre = pre + squared_distance * weight[:, 2 * hidden]
+        pre += projected[..., hidden:].index_select(0, edge_src)
+        pre.addcmul_(squared_distance, weight[:, 2 * hidden])
         if self.edge_feature_dim:
             if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
                 got = None if edge_features is None else tuple(edge_features.shape)
                 raise ValueError(
                     f"expected edge features of width {self.edge_feature_dim} (got {got})"
                 )
-            bias = torch.addmm(self.first.bias, edge_features, weight[:, 2 * hidden + 1 :].t())
-            pre = pre + bias.view(bias.shape[0], *([1] * (pre.dim() - 2)), hidden)
-        else:
-            pre = pre + self.first.bias
+            edge_term = edge_features @ weight[:, 2 * hidden + 1 :].t()  # [E, H], once per edge
+            pre += edge_term.view(edge_term.shape[0], *([1] * (pre.dim() - 2)), hidden)
         return self.activation(self.second(self.activation(pre)))
