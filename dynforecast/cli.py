@@ -199,17 +199,28 @@ def generate_nbody(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Simulate EGNN's charged 5-particle system (frames 30 -> 40 is the standard task) to H5MD."""
+    from contextlib import nullcontext
+
+    from dynforecast.console import is_interactive, stderr
     from dynforecast.data.builtin import generate_nbody_file
 
-    summary = generate_nbody_file(
-        output,
-        trajectories,
-        seed,
-        mode=mode,
-        first_index=first_index,
-        recipe=recipe,
-        overwrite=overwrite,
-    )
+    spinner = stderr.status("simulating") if is_interactive() else nullcontext()
+    with spinner as status:
+
+        def progress(done: int, total: int) -> None:
+            if status is not None:
+                status.update(f"simulated {done}/{total} trajectories")
+
+        summary = generate_nbody_file(
+            output,
+            trajectories,
+            seed,
+            mode=mode,
+            first_index=first_index,
+            recipe=recipe,
+            overwrite=overwrite,
+            progress=progress,
+        )
     print(summary.line())
 
 

@@ -197,6 +197,9 @@ def test_recipes_concatenate_skipped_stream_ranges(monkeypatch):
     monkeypatch.setitem(nbody.EGNN_RECIPES, "tiny", ((0, 2), (10, 1), (12, 1)))
     arrays = nbody.simulate_recipe("tiny", mode="fast")
     np.testing.assert_array_equal(arrays.stream_indices, [0, 1, 10, 12])
+    calls = []
+    nbody.simulate_recipe("tiny", mode="exact", progress=calls.append)
+    assert calls == [1, 2, 3, 4]
     np.testing.assert_array_equal(arrays.loc[2], simulate_nbody(1, first_index=10).loc[0])
     names = [s.name for s in nbody_trajectories(arrays)]
     assert names == ["traj00000", "traj00001", "traj00010", "traj00012"]

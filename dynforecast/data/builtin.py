@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +87,14 @@ def generate_nbody_file(
     first_index: int = 0,
     recipe: str | None = None,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> NBodyFileSummary:
     """Simulate trajectories of the seed's stream and write them to H5MD, one system each.
 
     Either ``n_trajectories`` (default 1000, the set of nbody.md section 6) from
     ``first_index`` on, or an EGNN ``recipe`` (its train, validation and test trajectories in
     that order; split them with mode "systems" and fractions (3/7, 2/7, 2/7)).
+    ``progress(done, total)`` is called as trajectories are integrated.
     """
     from dynforecast.console import log
     from dynforecast.io.atomic import check_output_path
@@ -112,10 +115,11 @@ def generate_nbody_file(
     )
     log(f"simulating {count} trajectories ({mode} mode)")
     started = time.perf_counter()
+    report = None if progress is None else (lambda done: progress(done, count))
     if recipe is not None:
-        arrays = simulate_recipe(recipe, seed, mode=mode)
+        arrays = simulate_recipe(recipe, seed, mode=mode, progress=report)
     else:
-        arrays = simulate_nbody(count, seed, mode=mode, first_index=first_index)
+        arrays = simulate_nbody(count, seed, mode=mode, first_index=first_index, progress=report)
     write_h5md(path, nbody_trajectories(arrays), overwrite=overwrite)
     return NBodyFileSummary(
         path,

@@ -21,6 +21,7 @@ charges (S, n, 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,9 +196,17 @@ def _skip(rng: np.random.RandomState, count: int) -> None:
 
 
 def simulate_nbody(
-    n_trajectories: int, seed: int = 43, *, mode: str = "exact", first_index: int = 0
+    n_trajectories: int,
+    seed: int = 43,
+    *,
+    mode: str = "exact",
+    first_index: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> NBodyArrays:
-    """Trajectories ``first_index .. first_index + n_trajectories - 1`` of the seed's stream."""
+    """Trajectories ``first_index .. first_index + n_trajectories - 1`` of the seed's stream.
+
+    ``progress(done)`` is called with the number of trajectories integrated so far.
+    """
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
     if n_trajectories < 0 or first_index < 0:
@@ -213,10 +222,14 @@ def simulate_nbody(
     if mode == "exact":
         for s in range(n_trajectories):  # EGNN's per-trajectory arithmetic, for bit-exactness
             loc[s], vel[s] = integrate(initial.loc[s], initial.vel[s], edges[s])
+            if progress is not None:
+                progress(s + 1)
     else:
         for first in range(0, n_trajectories, FAST_CHUNK):  # chunks of thousands, not samples
             part = slice(first, first + FAST_CHUNK)
             loc[part], vel[part] = integrate(initial.loc[part], initial.vel[part], edges[part])
+            if progress is not None:
+                progress(min(first + FAST_CHUNK, n_trajectories))
     return NBodyArrays(loc, vel, edges, initial.charges, seed, first_index, mode)
 
 
@@ -230,7 +243,13 @@ EGNN_RECIPES: dict[str, tuple[tuple[int, int], ...]] = {
 }
 
 
-def simulate_recipe(recipe: str, seed: int = 43, *, mode: str = "exact") -> NBodyArrays:
+def simulate_recipe(
+    recipe: str,
+    seed: int = 43,
+    *,
+    mode: str = "exact",
+    progress: Callable[[int], None] | None = None,
+) -> NBodyArrays:
     """The train, validation and test trajectories of an EGNN recipe, concatenated in that order.
 
     Unused stream trajectories are skipped, not simulated. With the "systems" split and
@@ -238,10 +257,12 @@ def simulate_recipe(recipe: str, seed: int = 43, *, mode: str = "exact") -> NBod
     """
     if recipe not in EGNN_RECIPES:
         raise UsageError(f"--recipe must be one of {', '.join(EGNN_RECIPES)} (got {recipe!r})")
-    parts = [
-        simulate_nbody(count, seed, mode=mode, first_index=first)
-        for first, count in EGNN_RECIPES[recipe]  # three ranges
-    ]
+    parts = []
+    done = 0
+    for first, count in EGNN_RECIPES[recipe]:  # three ranges
+        report = None if progress is None else (lambda n, before=done: progress(before + n))
+        parts.append(simulate_nbody(count, seed, mode=mode, first_index=first, progress=report))
+        done += count
     return NBodyArrays(
         loc=np.concatenate([p.loc for p in parts]),
         vel=np.concatenate([p.vel for p in parts]),

@@ -254,7 +254,7 @@ class WindowDataset:
             + frames[node_window] * self._n_nodes[node_system][:, None]
             + local_node[:, None]
         )  # [V, T+1]
-        coords = self._positions[rows]  # [V, T+1, 3]
+        coords = np.take(self._positions, rows, axis=0)  # [V, T+1, 3]
         past = coords[:, :-1]
         global_node = self._node_offset[node_system] + local_node
         window_node_offset = group_offsets(nodes_per_window)
@@ -266,7 +266,8 @@ class WindowDataset:
 
         velocities = None
         if self._velocities is not None:
-            velocities = torch.from_numpy(self._velocities[rows[:, :-1]]).to(self.dtype)
+            past_velocities = np.take(self._velocities, rows[:, :-1], axis=0)
+            velocities = torch.from_numpy(past_velocities).to(self.dtype)
         return WindowBatch(
             positions=torch.from_numpy(np.ascontiguousarray(past)).to(self.dtype),
             species=torch.from_numpy(self._species[global_node]),
