@@ -62,7 +62,8 @@ class TrainSummary:
             for name, value in self.baselines_val_mse.items()
         )
         return (
-            f"{self.run_dir}: {self.model}, {self.epochs_completed} epochs, best val MSE "
+            f"{self.run_dir}: {self.model}, {self.epochs_completed} "
+            f"epoch{'' if self.epochs_completed == 1 else 's'}, best val MSE "
             f"{self.best_val_mse:.6g} [{self.unit}] at epoch {self.best_epoch} "
             f"(baselines: {baselines}); {self.seconds:.1f} s"
         )
@@ -110,8 +111,14 @@ def train(
     resolved = setup.resolve_config(config, systems, builtin=builtin)
     dataset = setup.build_dataset(systems, resolved)
     splits = setup.build_splits(dataset, resolved)
+    if len(splits["train"]) == 0 or len(splits["val"]) == 0:
+        raise UsageError(
+            f"configuration key 'data.split.fractions': training needs train and validation "
+            f"windows (got {len(splits['train'])} and {len(splits['val'])}); give both a "
+            "positive fraction"
+        )
     seed_everything(resolved.seed)
-    model = setup.build_model(resolved)
+    model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
     resolved = setup.with_model_config(resolved, model)
     run_dir = run_dir or default_run_dir(resolved.model.name)
     checksum = file_checksum(data_path)
