@@ -352,3 +352,31 @@ def test_bvh_ingests_through_the_same_dispatcher_and_exports_back(tmp_path):
     with pytest.raises(UsageError) as caught:
         open_input(source, name="walk", select="name CA")
     assert str(caught.value) == f"--select needs a PDB or topology input ({source} is BVH)"
+
+
+def test_ingest_memory_is_bounded_by_the_chunk_not_the_trajectory(tmp_path):
+    """Streaming: the traced peak grows with --chunk-frames, not with the trajectory length."""
+    import tracemalloc
+
+    long_dcd = tmp_path / "adk_x5.dcd"  # 490 frames: positions dominate the parse's transients
+    reference = mdtraj_load(ADK_DCD, top=ADK_PSF)
+    reference.join([reference] * 4).save_dcd(str(long_dcd))
+
+    def peak(chunk_frames: int) -> int:
+        tracemalloc.start()
+        try:
+            ingest(
+                [long_dcd],
+                tmp_path / "adk.h5",
+                topology=ADK_PSF,
+                chunk_frames=chunk_frames,
+                overwrite=True,
+            )
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    all_positions = 490 * 3341 * 3 * 4  # bytes of float32 positions of the whole trajectory
+    streamed, whole = peak(8), peak(490)
+    assert streamed < 0.5 * all_positions
+    assert whole - streamed > 0.8 * all_positions
