@@ -251,7 +251,7 @@ class SakeLayer(nn.Module):
             pooled = pooled + (self_m.unsqueeze(2) * self_alpha.unsqueeze(1)).reshape(num_nodes, -1)
 
         if self.use_spatial_attention:
-            coeff = torch.tanh(self.coefficient_mixing(multihead))  # c_ij [E, C]
+            coeff = torch.tanh_(self.coefficient_mixing(multihead))  # c_ij [E, C], in place
             unit = r / (d + UNIT_EPS)  # u_ij [E, 3]
             # q_i = |S_i|² per channel with S_i = Σ_j c_ij u_ij / n_i: scale after the norm
             squared_norm = graph.receiver_outer_sum(coeff, unit).square().sum(1)
