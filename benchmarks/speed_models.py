@@ -1,6 +1,7 @@
 """CPU speed of ESTAG and EGNN per batch of 100 windows, beside the reference ESTAG's figures.
 
     OMP_NUM_THREADS=1 python -m benchmarks.speed_models [--repeats 30] [--threads 1 2] [--json]
+        [--retain-freed-memory]
 
 Cases: ESTAG reference configuration (H 16, L 2, T 10) on aspirin-like windows (13 nodes, 60
 directed edges); EGNN (64 hidden, 4 layers) on 5-particle all-pairs N-body windows. Figures are
@@ -18,6 +19,7 @@ import torch
 
 from benchmarks.model_timing import Timing, aspirin_batch, nbody_batch, time_model
 from dynforecast.models import ForecastModel, WindowBatch, create_model
+from dynforecast.ops.allocator import retain_freed_memory
 
 # Reference ESTAG (ManlioWu/ESTAG bc9a99e), ms per batch of 100: threads -> (forward, fwd+bwd).
 REFERENCE_ESTAG_MS = {1: (27.5, 75.0), 2: (18.6, 67.9)}
@@ -88,7 +90,14 @@ def main(cases: list[Case] = CASES) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="tune glibc malloc first (dynforecast.ops.allocator); the reference ran without it",
+    )
     args = parser.parse_args()
+    if args.retain_freed_memory and not retain_freed_memory():
+        parser.error("--retain-freed-memory: this C library does not accept the malloc tuning")
     rows = run_cases(cases, args.threads, args.repeats, args.warmup)
     if args.json:
         print(json.dumps(rows, indent=2))
