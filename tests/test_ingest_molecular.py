@@ -380,3 +380,40 @@ def test_ingest_memory_is_bounded_by_the_chunk_not_the_trajectory(tmp_path):
     streamed, whole = peak(8), peak(490)
     assert streamed < 0.5 * all_positions
     assert whole - streamed > 0.8 * all_positions
+
+
+def test_every_input_is_checked_before_the_first_converts(tmp_path, monkeypatch):
+    import dynforecast.io.ingest as ingest_module
+
+    def must_not_open(*args, **kwargs):
+        raise AssertionError("opened an input before checking all of them")
+
+    monkeypatch.setattr(ingest_module, "open_input", must_not_open)
+    missing = tmp_path / "missing.xyz"
+    with pytest.raises(InputError) as caught:
+        ingest([NMR_PDB, missing], tmp_path / "out.h5")
+    assert str(caught.value) == f"{missing}: no such file"
+    with pytest.raises(UsageError) as caught:
+        ingest([NMR_PDB, XYZ_FILE], tmp_path / "out.h5", select="name CA")
+    assert str(caught.value) == f"--select needs a PDB or topology input ({XYZ_FILE} is XYZ)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_non_finite_positions_and_unknown_extensions(tmp_path):
+    from dynforecast.errors import OutputError
+
+    traj = read_trajectory(NMR_PDB, stride=8)
+    with pytest.raises(OutputError) as caught:
+        export_trajectory(traj, tmp_path / "out.gro")
+    assert str(caught.value) == (
+        f"{tmp_path / 'out.gro'}: unknown export extension '.gro' "
+        "(supported: .pdb, .xyz, .extxyz, .bvh)"
+    )
+    traj.positions[2, 5, 1] = np.inf
+    for name in ("out.pdb", "out.xyz"):
+        with pytest.raises(UsageError) as caught:
+            export_trajectory(traj, tmp_path / name)
+        assert (
+            str(caught.value) == f"{tmp_path / name}: cannot write non-finite positions (frame 2)"
+        )
+    assert list(tmp_path.iterdir()) == []

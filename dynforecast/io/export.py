@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dynforecast.errors import OutputError
+import numpy as np
+
+from dynforecast.errors import OutputError, UsageError
 from dynforecast.io.inputs import extension_of
 from dynforecast.io.trajectory import Trajectory
 
@@ -16,9 +18,17 @@ EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh")
 
 
 def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool = False) -> None:
-    """Write ``trajectory`` to ``path`` in the format its extension names, atomically."""
+    """Write ``trajectory`` to ``path`` in the format its extension names, atomically.
+
+    Non-finite positions (a diverged forecast) are refused for every format, as the BVH writer
+    does: no format can represent them and a reader would fail later with a worse message.
+    """
     path = Path(path)
     extension = extension_of(path)
+    finite = np.isfinite(trajectory.positions).reshape(trajectory.n_frames, -1).all(axis=1)
+    if not finite.all():
+        frame = int(np.flatnonzero(~finite)[0])
+        raise UsageError(f"{path}: cannot write non-finite positions (frame {frame})")
     if extension == ".pdb":
         from dynforecast.io.pdb import write_pdb
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dynforecast.errors import UsageError
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
-from dynforecast.io.readers import default_system_name, open_input
+from dynforecast.io.readers import default_system_name, input_kind, open_input
 from dynforecast.io.table import format_table
 
 #: Called after each chunk with (system name, frames written so far).
@@ -77,17 +77,13 @@ def ingest(
     if not paths:
         raise UsageError("no input files given")
     chosen = system_names(paths, names)
+    options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}
+    for path in paths:  # fail on any bad input before converting the first one
+        input_kind(path, topology=topology, **options)
     summaries = []
     with H5MDWriter(output, overwrite=overwrite, compression=compression) as writer:
         for path, name in zip(paths, chosen, strict=True):
-            system = open_input(
-                path,
-                name=name,
-                topology=topology,
-                select=select,
-                stride=stride,
-                chunk_frames=chunk_frames,
-            )
+            system = open_input(path, name=name, topology=topology, **options)
             header = system.header
             add_trajectory_system(writer, header, has_velocities=system.has_velocities)
             frames = 0

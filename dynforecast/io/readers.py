@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from dynforecast.errors import InputError, UsageError
-from dynforecast.io.inputs import extension_of
+from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.molecular import (
     STANDALONE_EXTENSIONS,
     TOPOLOGY_EXTENSIONS,
@@ -33,25 +33,23 @@ def _supported(extensions: tuple[str, ...]) -> str:
     return ", ".join(sorted(set(extensions)))
 
 
-def open_input(
+def input_kind(
     path: str | Path,
     *,
-    name: str,
     topology: str | Path | None = None,
     select: str | None = None,
     stride: int = 1,
     chunk_frames: int | None = None,
-) -> StreamedSystem:
-    """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
+) -> str:
+    """Check options, extension and readability without parsing; return the reader's kind.
 
-    ``chunk_frames`` None picks about 64 MiB of positions per chunk. ``select`` is an mdtraj
-    selection and needs a molecular input (XYZ has no residues to select).
+    Kinds: "molecular" (mdtraj), "xyz" (ase), "bvh". `ingest` runs this on every input before
+    converting the first one, so a typo in the last of several inputs fails at once.
     """
     if stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
     if chunk_frames is not None and chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be at least 1 (got {chunk_frames})")
-    path = Path(path)
     extension = extension_of(path)
     if topology is not None:
         top_extension = extension_of(topology)
@@ -65,33 +63,47 @@ def open_input(
                 f"{path}: unknown trajectory extension {extension!r} "
                 f"(supported with --topology: {_supported(TRAJECTORY_EXTENSIONS)})"
             )
-        return open_molecular(
-            path,
-            name=name,
-            topology=topology,
-            select=select,
-            stride=stride,
-            chunk_frames=chunk_frames,
-        )
-    if extension in STANDALONE_EXTENSIONS:
-        return open_molecular(
-            path, name=name, select=select, stride=stride, chunk_frames=chunk_frames
-        )
-    if extension in XYZ_EXTENSIONS:
+        check_input_file(topology)
+        kind = "molecular"
+    elif extension in STANDALONE_EXTENSIONS:
+        kind = "molecular"
+    elif extension in XYZ_EXTENSIONS or extension in BVH_EXTENSIONS:
+        kind = "xyz" if extension in XYZ_EXTENSIONS else "bvh"
         if select is not None:
-            raise UsageError(f"--select needs a PDB or topology input ({path} is XYZ)")
-        return open_xyz(path, name=name, stride=stride, chunk_frames=chunk_frames)
-    if extension in BVH_EXTENSIONS:
-        if select is not None:
-            raise UsageError(f"--select needs a PDB or topology input ({path} is BVH)")
-        return _open_bvh(path, name=name, stride=stride)
-    if extension in TRAJECTORY_EXTENSIONS:
+            raise UsageError(f"--select needs a PDB or topology input ({path} is {kind.upper()})")
+    elif extension in TRAJECTORY_EXTENSIONS:
         raise InputError(f"{path}: a {extension} trajectory needs --topology")
-    raise InputError(
-        f"{path}: unknown extension {extension or '(none)'!r} "
-        f"(supported: {_supported(SUPPORTED_EXTENSIONS)}; with --topology: "
-        f"{_supported(TRAJECTORY_EXTENSIONS)})"
-    )
+    else:
+        raise InputError(
+            f"{path}: unknown extension {extension or '(none)'!r} "
+            f"(supported: {_supported(SUPPORTED_EXTENSIONS)}; with --topology: "
+            f"{_supported(TRAJECTORY_EXTENSIONS)})"
+        )
+    check_input_file(path)
+    return kind
+
+
+def open_input(
+    path: str | Path,
+    *,
+    name: str,
+    topology: str | Path | None = None,
+    select: str | None = None,
+    stride: int = 1,
+    chunk_frames: int | None = None,
+) -> StreamedSystem:
+    """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
+
+    ``chunk_frames`` None picks about 64 MiB of positions per chunk. ``select`` is an mdtraj
+    selection and needs a molecular input (XYZ and BVH have no residues to select).
+    """
+    options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}
+    kind = input_kind(path, topology=topology, **options)
+    if kind == "molecular":
+        return open_molecular(path, name=name, topology=topology, **options)
+    if kind == "xyz":
+        return open_xyz(path, name=name, stride=stride, chunk_frames=chunk_frames)
+    return _open_bvh(Path(path), name=name, stride=stride)
 
 
 def _open_bvh(path: Path, *, name: str, stride: int) -> StreamedSystem:
