@@ -20,6 +20,7 @@ Writes go through `atomic_output`: the file appears under its name only once it 
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -417,7 +418,7 @@ def _read_header(h5: h5py.File, name: str) -> Trajectory:
                 else:
                     parameters[key] = strings
             else:
-                parameters[key] = dataset[()]
+                parameters[key] = np.asarray(dataset[()])
 
     return Trajectory(
         name=name,
@@ -467,7 +468,7 @@ def read_h5md(path: str | Path, systems: Sequence[str] | None = None) -> list[Tr
         for name in names:
             header = _read_header(h5, name)
             frames = _frame_arrays(h5["particles"][name], slice(None))
-            trajectory = Trajectory(**{**header.__dict__, **frames})
+            trajectory = dataclasses.replace(header, **frames)
             _validate_read(path, trajectory)
             trajectories.append(trajectory)
     return trajectories
@@ -486,7 +487,7 @@ def iter_h5md_blocks(path: str | Path, name: str, block_frames: int = 1024) -> I
         n_frames = group["position/value"].shape[0]
         for start in range(0, n_frames, block_frames):
             frames = _frame_arrays(group, slice(start, min(n_frames, start + block_frames)))
-            yield Trajectory(**{**header.__dict__, **frames})
+            yield dataclasses.replace(header, **frames)
 
 
 def _validate_read(path: str | Path, trajectory: Trajectory) -> None:
