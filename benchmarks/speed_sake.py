@@ -1,7 +1,7 @@
 """CPU speed of SAKE per batch, beside the JAX reference's figures (spec §9.1).
 
     OMP_NUM_THREADS=1 python -m benchmarks.speed_sake [--repeats 10] [--threads 1 2]
-        [--cases nbody motion100 motion198] [--compile] [--json]
+        [--cases nbody motion100 motion198] [--compile] [--retain-freed-memory] [--json]
 
 Cases (F 64, L 4, H 4, K 50, float32, all pairs):
     nbody      5 charged particles, batch 100, velocity vector given (reference N-body recipe)
@@ -12,6 +12,9 @@ MSE. The reference (choderalab/sake 0a25409, JAX jitted, float32) was measured o
 class, a shared 2-core x86-64 CPU, using both cores; its ranges span two runs. The ratio columns
 divide the reference's *fastest* figure by ours (above 1 = we are faster). `--compile` also times
 ``torch.compile(model)`` (the analogue of jit; compile time reported separately).
+``--retain-freed-memory`` tunes glibc malloc first (`dynforecast.ops.allocator`): fewer page faults
+for the multi-megabyte edge activations; the reference ran without such tuning (XLA has its own
+allocator).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from benchmarks.model_timing import all_pairs, nbody_batch, replicate, time_model
 from dynforecast.models import ForecastModel, WindowBatch, create_model
+from dynforecast.ops.allocator import retain_freed_memory
 
 # Reference ms per batch (fastest, slowest of its ranges): forward, forward + backward.
 REFERENCE_MS = {
@@ -132,8 +136,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="tune glibc malloc first (dynforecast.ops.allocator); the reference ran without it",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     args = parser.parse_args()
+    if args.retain_freed_memory and not retain_freed_memory():
+        parser.error("--retain-freed-memory: this C library does not accept the malloc tuning")
     rows = run(args.cases, args.threads, args.repeats, args.warmup, args.compile)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -86,8 +86,7 @@ def build_sake_graph(
     degree = scatter_count(dst, num_nodes, dtype)
     regular = 0
     if num_nodes and dst.numel():
-        first = degree[0]
-        if bool((degree == first).all()):
-            regular = int(first.item())
+        low, high = torch.stack([degree.min(), degree.max()]).tolist()  # one device sync
+        regular = int(low) if low == high else 0
     degree = degree.unsqueeze(1)
     return SakeGraph(src, dst, 1.0 / (degree + 1.0), 1.0 / degree.clamp_min(1.0), regular)
