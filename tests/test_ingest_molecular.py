@@ -168,6 +168,14 @@ def test_extxyz_velocities_time_and_inferred_bonds(tmp_path):
     assert BOND_SCALE == 1.2
 
 
+def assert_read_errors(cases) -> None:
+    """Each (path, message): reading path raises InputError with exactly that message."""
+    for path, message in cases:
+        with pytest.raises(InputError) as caught:
+            read_trajectory(path)
+        assert str(caught.value) == message
+
+
 def test_xyz_errors_name_the_file_and_frame(tmp_path):
     whole = open(XYZ_FILE).read()
     truncated = tmp_path / "truncated.xyz"
@@ -186,10 +194,7 @@ def test_xyz_errors_name_the_file_and_frame(tmp_path):
         (nan, f"{nan}: non-finite (NaN or inf) coordinates in frame 2"),
         (empty, f"{empty}: empty file"),
     ]
-    for path, message in cases:
-        with pytest.raises(InputError) as caught:
-            read_trajectory(path)
-        assert str(caught.value) == message
+    assert_read_errors(cases)
 
 
 def test_nan_in_pdb_names_the_frame(tmp_path):
@@ -229,10 +234,7 @@ def test_malformed_and_unknown_inputs(tmp_path):
         ),
         (ADK_DCD, f"{ADK_DCD}: a .dcd trajectory needs --topology"),
     ]
-    for path, message in cases:
-        with pytest.raises(InputError) as caught:
-            read_trajectory(path)
-        assert str(caught.value) == message
+    assert_read_errors(cases)
 
 
 # Ingest and round trips -----------------------------------------------------------------------
