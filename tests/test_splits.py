@@ -95,3 +95,14 @@ def test_md17_reference_split_reproduces_estag_starts():
     splits = split_windows(index, "md17_reference")
     np.testing.assert_array_equal(index.start[splits["train"]], np.sort(train))
     np.testing.assert_array_equal(index.start[splits["test"]], np.sort(test))
+
+
+def test_adk_reference_split_reproduces_estag_boundaries():
+    index = WindowIndex([4187], WindowSpec(past_frames=10, spacing=5))
+    splits = split_windows(index, "adk_reference")
+    ranges = {k: (index.start[v].min(), index.start[v].max(), len(v)) for k, v in splits.items()}
+    assert ranges == {
+        "train": (0, 2481, 2482),
+        "val": (2482, 3308, 827),
+        "test": (3309, 4135, 827),
+    }

@@ -22,6 +22,11 @@ measures forecasting or recall:
   remains for test, and keep the first 500 / 2000 / 2000 in draw order. ``fractions`` and
   ``seed`` are ignored (the protocol pins them). For 211,762-frame aspirin the first train
   starts are 78845, 12943, 13421, 97777, 31657.
+* "adk_reference": ESTAG's AdK protocol (estag.md section 6.2): the file's last frame is
+  dropped, M = F - T*D, cuts at floor(0.6 M) and floor(0.8 M) on the START frame; windows near
+  a cut share up to T*D frames with the next split (leaky at the two cuts). For 4187 frames
+  and T=10, D=5: train starts 0-2481, validation 2482-3308, test 3309-4135. ``fractions`` and
+  ``seed`` are ignored.
 
 Counts are ``round(cumsum(fractions) * n)`` boundaries, so they always add up to n.
 """
@@ -35,7 +40,15 @@ import numpy as np
 from dynforecast.data.windows import WindowIndex, WindowSpec
 from dynforecast.errors import UsageError
 
-SPLIT_MODES = ("chronological", "random", "systems", "random_systems", "md17_reference")
+SPLIT_MODES = (
+    "chronological",
+    "random",
+    "systems",
+    "random_systems",
+    "md17_reference",
+    "adk_reference",
+)
+ADK_CUTS = (0.6, 0.8)
 #: ESTAG's MD17 split (md17/dataset.py, main_md.py): margin, draw fractions, seed, kept counts.
 MD17_MARGIN = 10_000
 MD17_SEED = 100
@@ -120,6 +133,22 @@ def _md17_reference(index: WindowIndex) -> list[np.ndarray]:
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
 
 
+def _adk_reference(index: WindowIndex, spec: WindowSpec) -> list[np.ndarray]:
+    if spec.anchor_frame is not None:
+        raise UsageError(
+            "split mode 'adk_reference' needs windows at every start (no anchor_frame)"
+        )
+    usable = index.frame_counts[index.system] - 1  # the reference drops the last frame
+    span_frames = spec.past_frames * spec.spacing  # the reference's T*D (its target is s + TD)
+    fits = index.start + spec.span <= usable
+    m = index.frame_counts[index.system] - span_frames
+    first_cut = np.floor(ADK_CUTS[0] * m).astype(np.int64)
+    second_cut = np.floor(ADK_CUTS[1] * m).astype(np.int64)
+    start = index.start
+    masks = (start < first_cut, (start >= first_cut) & (start < second_cut), start >= second_cut)
+    return [np.flatnonzero(mask & fits) for mask in masks]
+
+
 def split_windows(
     index: WindowIndex,
     mode: str = "chronological",
@@ -141,6 +170,8 @@ def split_windows(
         parts = _chronological(index, spec, values)
     elif mode == "md17_reference":
         parts = _md17_reference(index)
+    elif mode == "adk_reference":
+        parts = _adk_reference(index, spec)
     elif mode == "random":
         order = np.random.default_rng(seed).permutation(len(index))
         parts = [np.sort(part) for part in _by_position(order, values)]
