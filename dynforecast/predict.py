@@ -1,19 +1,21 @@
 """`dynforecast predict`: autoregressive rollout of a trained model from given frames.
 
-The rollout starts from the checkpoint's window of T given frames spaced D apart and ending at
-``start``; each step predicts the frame ``horizon`` frames after the last one, appends it and
-drops the oldest, so the forecast is a trajectory with one frame every D stored frames (for
-T = 1 every ``horizon`` frames). This needs horizon == D when T > 1 (else the appended frame
-would not continue the spacing), which ESTAG's protocols satisfy.
+A model maps T past frames spaced D apart to the frame ``horizon`` (H) after the last one. The
+rollout works on the grid of frames spaced g = gcd(D, H) apart (g = H when T = 1) ending at
+``start``: the frame at grid point u is predicted from the window ending at u - H, whose frames
+lie on the grid. The m = H / g windows ending at the last m known grid points only use known
+frames, so each rollout step predicts m frames at once, as ONE batch of m windows, and appends
+them (for ESTAG's protocols, H = D: m = 1, one frame per step; for "nbody-multiframe", T = 10,
+D = 1, H = 10: ten frames per step). The rollout needs (T - 1) D / g + m given grid frames.
 
 Velocities, for models that read them: the data's velocities at the given frames, then for each
-predicted frame the finite difference (x_new - x_previous) / (horizon * frame time) — the mean
-velocity over the last step, in length per time unit like the data's.
+predicted frame the finite difference (x_u - x_{u-g}) / (g * frame time) of the grid frames — the
+mean velocity over the last grid interval, in length per time unit like the data's.
 
 Divergence guard: a predicted frame with a non-finite coordinate, or with a particle farther than
 `DIVERGENCE_FACTOR` x the initial extent from the initial centroid (extent = largest distance of
 a given-frame particle from the centroid of the last given frame), stops the rollout. The frames
-made so far are written first, then `DivergenceError` (exit 6) is raised.
+before it are written first, then `DivergenceError` (exit 6) is raised.
 
 The output is the system's `Trajectory` copied with new positions, time, step and velocities, so
 names, bonds and writer parameters carry over and exports are valid files of their format; the
@@ -23,6 +25,7 @@ H5MD file marks each frame in ``observables/<system>/is_forecast`` (0 given, 1 p
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,44 @@ DIVERGENCE_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
+class RolloutPlan:
+    """Frame arithmetic of a rollout (module docstring): grid spacing g, windows per step m,
+    window stride on the grid r = D / g, and the number of given grid frames."""
+
+    grid: int
+    windows_per_step: int
+    stride: int
+    past_frames: int
+
+    @classmethod
+    def for_spec(cls, spec: WindowSpec) -> RolloutPlan:
+        horizon = spec.target_offset
+        grid = horizon if spec.past_frames == 1 else math.gcd(spec.spacing, horizon)
+        stride = 1 if spec.past_frames == 1 else spec.spacing // grid
+        return cls(grid, horizon // grid, stride, spec.past_frames)
+
+    @property
+    def given(self) -> int:
+        return (self.past_frames - 1) * self.stride + self.windows_per_step
+
+    def given_frames(self, start: int, n_frames: int) -> np.ndarray:
+        """Frame numbers of the given grid frames ending at ``start``; UsageError if missing."""
+        first = (self.given - 1) * self.grid
+        if not first <= start < n_frames:
+            raise UsageError(
+                f"--start {start}: the model needs {self.given} given frames spaced "
+                f"{self.grid} apart ending at --start; choose a frame in {first}..{n_frames - 1}"
+            )
+        return start - first + self.grid * np.arange(self.given)
+
+    def window_frames(self, known: int) -> np.ndarray:
+        """Grid indices [m, T] of the windows predicting grid points known .. known + m - 1."""
+        ends = known - self.windows_per_step + np.arange(self.windows_per_step)
+        offsets = self.stride * np.arange(self.past_frames - 1, -1, -1)
+        return ends[:, None] - offsets[None, :]
+
+
+@dataclass(frozen=True)
 class Rollout:
     """Given frames followed by predicted ones.
 
@@ -60,10 +101,10 @@ class Rollout:
 
 
 class SingleSystemBatcher:
-    """Builds the one-window `WindowBatch` of each rollout step without a data set.
+    """Builds the `WindowBatch` of W windows of one system without a data set.
 
-    Static graphs (bonds, all pairs) are computed once; radius graphs from the last frame of
-    each step's window.
+    Nodes are window-major as in `dynforecast.data.windows.WindowDataset`. Static graphs (bonds,
+    all pairs) are computed once; radius graphs from each window's last frame.
     """
 
     def __init__(
@@ -78,54 +119,49 @@ class SingleSystemBatcher:
         dtype: torch.dtype,
     ) -> None:
         n = system.n_particles
-        self.graph, self.device, self.dtype = graph, device, dtype
+        self.n_particles, self.graph, self.device = n, graph, device
         self.past_dt, self.target_dt = past_dt, target_dt
         self.species = torch.as_tensor(np.asarray(system.species, dtype=np.int64), device=device)
         attrs = np.zeros((n, 0), dtype=np.float32)
         if node_attr_width and system.charges is not None:
             attrs = np.asarray(system.charges, dtype=np.float32)[:, None]
         self.node_attrs = torch.as_tensor(attrs, device=device, dtype=dtype)
-        self.node_graph = torch.zeros(n, dtype=torch.long, device=device)
         self.static = None
         if graph.kind != "radius":
             src, dst = system_edges(system, graph)
             self.static = (_long(src, device), _long(dst, device))
 
     def __call__(self, positions: torch.Tensor, velocities: torch.Tensor | None) -> WindowBatch:
-        """Shapes: positions [N, T, 3], velocities [N, T, 3] or None -> batch of one window."""
+        """Shapes: positions [W, N, T, 3], velocities [W, N, T, 3] or None -> W windows."""
+        windows, n = positions.shape[0], self.n_particles
+        node_graph = torch.arange(windows, device=self.device).repeat_interleave(n)
+        flat = positions.reshape(windows * n, *positions.shape[2:])
         if self.static is not None:
-            src, dst = self.static
+            shift = (torch.arange(windows, device=self.device) * n).repeat_interleave(
+                self.static[0].shape[0]
+            )
+            src = self.static[0].repeat(windows) + shift
+            dst = self.static[1].repeat(windows) + shift
         else:
-            last = positions[:, -1].detach().cpu().numpy()
-            found = radius_edges(last, np.zeros(len(last), dtype=np.int64), self.graph)
+            last = flat[:, -1].detach().cpu().numpy()
+            found = radius_edges(last, node_graph.cpu().numpy(), self.graph)
             src, dst = _long(found[0], self.device), _long(found[1], self.device)
         return WindowBatch(
-            positions=positions,
-            species=self.species,
-            node_attrs=self.node_attrs,
+            positions=flat,
+            species=self.species.repeat(windows),
+            node_attrs=self.node_attrs.repeat(windows, 1),
             edge_src=src,
             edge_dst=dst,
-            node_graph=self.node_graph,
-            num_graphs=1,
+            node_graph=node_graph,
+            num_graphs=windows,
             past_dt=self.past_dt,
             target_dt=self.target_dt,
-            velocities=velocities,
+            velocities=None if velocities is None else velocities.reshape(flat.shape),
         )
 
 
 def _long(values: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
-
-
-def given_frames(spec: WindowSpec, start: int, n_frames: int) -> np.ndarray:
-    """Frame numbers of the T given frames ending at ``start``; UsageError if they do not exist."""
-    first = spec.last_past_offset
-    if not first <= start < n_frames:
-        raise UsageError(
-            f"--start {start}: the model needs {spec.past_frames} given frames spaced "
-            f"{spec.spacing} apart ending at --start; choose a frame in {first}..{n_frames - 1}"
-        )
-    return start - spec.last_past_offset + np.arange(spec.past_frames) * spec.spacing
 
 
 @torch.no_grad()
@@ -143,93 +179,106 @@ def rollout(
     dtype: torch.dtype = torch.float32,
     divergence_factor: float = DIVERGENCE_FACTOR,
 ) -> Rollout:
-    """Predict ``steps`` frames after the given frames ending at ``start`` (module docstring)."""
+    """Predict ``steps`` grid frames after the given frames ending at ``start`` (module docstring).
+
+    A loop over rollout steps is inherent; each step is one batch of m windows over all nodes.
+    """
     if steps < 1:
         raise UsageError(f"--steps {steps}: expected at least 1")
-    if spec.past_frames > 1 and spec.target_offset != spec.spacing:
-        raise UsageError(
-            f"rollout needs the predicted frame ({spec.target_offset} frames ahead) to continue "
-            f"the spacing of the given frames ({spec.spacing}); this model cannot be rolled out"
-        )
     if use_velocities and system.velocities is None:
         raise UsageError(f"system {system.name!r}: the model needs velocities and it has none")
     device = device or torch.device("cpu")
-    frames = given_frames(spec, start, system.n_frames)
+    plan = RolloutPlan.for_spec(spec)
+    frames = plan.given_frames(start, system.n_frames)
     frame_time = system.time_step if system.n_frames > 1 else 1.0
-    stride = spec.target_offset
-    step_dt = stride * frame_time
+    grid_dt = plan.grid * frame_time
     batcher = SingleSystemBatcher(
         system,
         graph,
         node_attr_width=node_attr_width,
         past_dt=spec.spacing * frame_time,
-        target_dt=step_dt,
+        target_dt=spec.target_offset * frame_time,
         device=device,
         dtype=dtype,
     )
-    given = torch.as_tensor(system.positions[frames], device=device, dtype=dtype)  # [T, N, 3]
-    window = given.transpose(0, 1).contiguous()  # [N, T, 3]
+    m, n_given = plan.windows_per_step, len(frames)
+    total = n_given + m * -(-steps // m)
+    history = torch.empty(total, system.n_particles, 3, device=device, dtype=dtype)
+    history[:n_given] = torch.as_tensor(system.positions[frames], device=device, dtype=dtype)
     velocity = None
     if use_velocities:
-        velocity = torch.as_tensor(system.velocities[frames], device=device, dtype=dtype)  # type: ignore[index]
-        velocity = velocity.transpose(0, 1).contiguous()
-    centroid = given[-1].mean(dim=0)
-    extent = float((given - centroid).norm(dim=-1).max().clamp_min(1e-12))
+        velocity = torch.empty_like(history)
+        velocity[:n_given] = torch.as_tensor(
+            system.velocities[frames],  # type: ignore[index]
+            device=device,
+            dtype=dtype,
+        )
+    centroid = history[n_given - 1].mean(dim=0)
+    extent = float((history[:n_given] - centroid).norm(dim=-1).max().clamp_min(1e-12))
     bound = divergence_factor * extent
 
-    predicted = torch.empty(steps, system.n_particles, 3, device=device, dtype=dtype)
-    done, divergence = 0, None
+    known, divergence = n_given, None
     model.eval()
-    for index in range(steps):
-        new = model(batcher(window, velocity)).to(dtype)
-        if not torch.isfinite(new).all():
-            divergence = "non-finite coordinates"
-        else:
-            farthest = float((new - centroid).norm(dim=-1).max())
-            if farthest > bound:
-                divergence = (
-                    f"a particle {farthest:.4g} from the initial centroid, beyond "
-                    f"{divergence_factor:g} x the initial extent {extent:.4g}"
-                )
-        if divergence is not None:
-            divergence = f"step {index + 1} of {steps} gave {divergence}"
-            break
-        predicted[index] = new
-        done = index + 1
-        if velocity is not None:
-            step_velocity = (new - window[:, -1]) / step_dt
-            velocity = torch.cat([velocity[:, 1:], step_velocity[:, None]], dim=1)
-        window = torch.cat([window[:, 1:], new[:, None]], dim=1)
+    while known - n_given < steps and divergence is None:
+        index = torch.as_tensor(plan.window_frames(known), device=device)  # [m, T]
+        positions = history[index].permute(0, 2, 1, 3)  # [m, N, T, 3]
+        velocities = None if velocity is None else velocity[index].permute(0, 2, 1, 3)
+        new = model(batcher(positions, velocities)).to(dtype).reshape(m, -1, 3)
+        distance = (new - centroid).norm(dim=-1).amax(dim=1)  # [m]; NaN stays NaN
+        finite = torch.isfinite(new).flatten(1).all(dim=1)
+        wanted = min(m, steps - (known - n_given))
+        bad = (~finite | ~(distance <= bound))[:wanted]
+        good = int(bad.int().argmax()) if bool(bad.any()) else wanted
+        history[known : known + good] = new[:good]
+        if velocity is not None and good:
+            previous = history[known - 1 : known + good - 1]
+            velocity[known : known + good] = (new[:good] - previous) / grid_dt
+        if good < wanted:
+            what = (
+                "non-finite coordinates"
+                if not bool(finite[good])
+                else f"a particle {float(distance[good]):.4g} from the initial centroid, beyond "
+                f"{divergence_factor:g} x the initial extent {extent:.4g}"
+            )
+            divergence = f"step {known - n_given + good + 1} of {steps} gave {what}"
+        known += good
 
-    trajectory = _forecast_trajectory(system, frames, predicted[:done].cpu().numpy(), stride)
-    flags = np.concatenate([np.zeros(len(frames), np.int8), np.ones(done, np.int8)])
-    return Rollout(trajectory, flags, done, divergence)
+    predicted = known - n_given
+    positions_out = history[:known].cpu().numpy()
+    velocities_out = None if velocity is None else velocity[:known].cpu().numpy()
+    trajectory = _forecast_trajectory(system, frames, positions_out, velocities_out, plan.grid)
+    flags = np.concatenate([np.zeros(n_given, np.int8), np.ones(predicted, np.int8)])
+    return Rollout(trajectory, flags, predicted, divergence)
 
 
 def _forecast_trajectory(
-    system: Trajectory, frames: np.ndarray, predicted: np.ndarray, stride: int
+    system: Trajectory,
+    frames: np.ndarray,
+    positions: np.ndarray,
+    velocities: np.ndarray | None,
+    grid: int,
 ) -> Trajectory:
-    """The system with the given frames then the predicted ones, evenly continued in time/step."""
-    count = predicted.shape[0]
-    ahead = np.arange(1, count + 1) * stride
+    """The system with the given frames then the predicted ones, evenly continued in time/step.
+
+    Velocities: the rollout's own where it tracked them; else, if the system has velocities,
+    the data's at the given frames and finite differences over one grid interval afterwards.
+    """
+    count = positions.shape[0] - len(frames)
+    ahead = np.arange(1, count + 1) * grid
     last = int(frames[-1])
     frame_time = system.time_step
     step_delta = int(system.step[1] - system.step[0]) if system.n_frames > 1 else 1
-    positions = np.concatenate([system.positions[frames], predicted.astype(np.float32)])
     time = np.concatenate([system.time[frames], system.time[last] + ahead * frame_time])
     step = np.concatenate([system.step[frames], system.step[last] + ahead * step_delta])
-    velocities = None
-    if system.velocities is not None:
-        # Predicted frames: the finite-difference velocity over the step that made them.
-        previous = positions[len(frames) - 1 : -1]
-        moved = (predicted - previous) / (stride * frame_time) if count else predicted
-        velocities = np.concatenate([system.velocities[frames], moved]).astype(np.float32)
+    if velocities is None and system.velocities is not None:
+        moved = np.diff(positions[len(frames) - 1 :], axis=0) / (grid * frame_time)
+        velocities = np.concatenate([system.velocities[frames], moved])
     return dataclasses.replace(
         system,
-        positions=positions,
+        positions=positions.astype(np.float32),
         time=time.astype(np.float64),
         step=step.astype(np.int64),
-        velocities=velocities,
+        velocities=None if velocities is None else velocities.astype(np.float32),
     )
 
 
@@ -282,6 +331,7 @@ def predict_file(
     trained.check_data([chosen], data)
     trained.to(torch_device)
     spec = setup.window_spec(trained.config)
+    plan = RolloutPlan.for_spec(spec)
     result = rollout(
         trained.model,
         chosen,
@@ -307,14 +357,14 @@ def predict_file(
     if result.divergence is not None:
         raise DivergenceError(
             f"{output}: rollout diverged: {result.divergence}; wrote the "
-            f"{spec.past_frames} given and {result.predicted} predicted frames before it"
+            f"{plan.given} given and {result.predicted} predicted frames before it"
         )
     return PredictSummary(
         output=output,
         export=export,
         system=chosen.name,
-        given=spec.past_frames,
+        given=plan.given,
         predicted=result.predicted,
         start=chosen.n_frames - 1 if start is None else start,
-        frame_stride=spec.target_offset,
+        frame_stride=plan.grid,
     )

@@ -8,7 +8,6 @@ import torch
 
 from dynforecast.data.graphs import GraphSpec
 from dynforecast.data.windows import WindowDataset, WindowSpec
-from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel, create_model
 from dynforecast.predict import SingleSystemBatcher, rollout
@@ -43,29 +42,34 @@ def _truth(system: Trajectory, frames: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("spec", "velocities"),
-    [(WindowSpec(past_frames=2, spacing=2), False), (WindowSpec(1, 1, horizon=3), True)],
+    ("spec", "velocities", "grid", "given"),
+    [
+        (WindowSpec(past_frames=2, spacing=2), False, 2, 2),  # ESTAG-like: H = D
+        (WindowSpec(1, 1, horizon=3), True, 3, 1),  # N-body standard-like: T = 1
+        (WindowSpec(3, 1, horizon=4), False, 1, 6),  # "nbody-multiframe"-like: 4 per step
+        (WindowSpec(3, 2, horizon=3), False, 1, 7),  # gcd grid: D = 2, H = 3
+    ],
 )
-def test_constant_velocity_rollout_continues_straight_lines(spec, velocities):
-    """Two frames or one frame + velocities: each step adds the same displacement; with T = 1
-    the next steps use the finite-difference velocity, which must equal the true one."""
+def test_constant_velocity_rollout_continues_straight_lines(spec, velocities, grid, given):
+    """Each window's linear extrapolation is exact for straight lines, so the rollout must follow
+    them: this pins the frame arithmetic of every rollout plan; with T = 1 the later steps use
+    the finite-difference velocity, which must equal the true one."""
     system = linear_system()
+    steps = 6
     result = rollout(
         create_model("constant_velocity"),
         system,
         spec,
         GraphSpec("all_pairs"),
-        start=12,
-        steps=6,
+        start=14,
+        steps=steps,
         use_velocities=velocities,
     )
-    stride = spec.target_offset
-    given = 12 - spec.last_past_offset + spec.spacing * np.arange(spec.past_frames)
-    frames = np.concatenate([given, 12 + stride * np.arange(1, 7)])
+    frames = 14 + grid * np.arange(1 - given, steps + 1)
     out = result.trajectory
-    assert result.predicted == 6 and result.divergence is None
-    assert result.is_forecast.tolist() == [0] * spec.past_frames + [1] * 6
-    np.testing.assert_allclose(out.positions, _truth(system, frames), atol=1e-5)
+    assert result.predicted == steps and result.divergence is None
+    assert result.is_forecast.tolist() == [0] * given + [1] * steps
+    np.testing.assert_allclose(out.positions, _truth(system, frames), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(out.time, DT * frames)
     np.testing.assert_array_equal(out.step, 100 + 10 * frames)
     np.testing.assert_allclose(out.velocities, system.velocities[: len(frames)], atol=1e-4)  # type: ignore[index]
@@ -77,19 +81,20 @@ def test_rollout_batches_equal_training_batches():
     system = linear_system()
     spec = WindowSpec(past_frames=3, spacing=2)
     for graph in (GraphSpec("all_pairs"), GraphSpec("radius", cutoff=1.5)):
-        expected = WindowDataset([system], spec, graph).batch(np.array([5]))  # frames 5, 7, 9
+        reference = WindowDataset([system], spec, graph).batch(np.array([5]))
         batcher = SingleSystemBatcher(
             system,
             graph,
             node_attr_width=1,
-            past_dt=expected.past_dt,
-            target_dt=expected.target_dt,
+            past_dt=reference.past_dt,
+            target_dt=reference.target_dt,
             device=torch.device("cpu"),
             dtype=torch.float32,
         )
-        frames = np.array([5, 7, 9])
-        positions = torch.from_numpy(system.positions[frames]).transpose(0, 1)
-        velocities = torch.from_numpy(system.velocities[frames]).transpose(0, 1)  # type: ignore[index]
+        frames = np.array([[5, 7, 9], [6, 8, 10]])
+        expected = WindowDataset([system], spec, graph).batch(np.array([5, 6]))
+        positions = torch.from_numpy(system.positions[frames]).transpose(1, 2)
+        velocities = torch.from_numpy(system.velocities[frames]).transpose(1, 2)  # type: ignore[index]
         batch = batcher(positions, velocities)
         for field in ("positions", "velocities", "species", "node_attrs", "node_graph"):
             assert torch.equal(getattr(batch, field), getattr(expected, field)), field
@@ -129,19 +134,3 @@ def test_rollout_stops_at_runaway_coordinates():
     assert 0 < result.predicted < 500
     assert result.divergence.startswith(f"step {result.predicted + 1} of 500 gave a particle ")
     assert "beyond 3 x the initial extent" in result.divergence
-
-
-def test_rollout_refuses_horizon_other_than_spacing():
-    with pytest.raises(UsageError) as caught:
-        rollout(
-            create_model("stay"),
-            linear_system(),
-            WindowSpec(3, 2, horizon=5),
-            GraphSpec("all_pairs"),
-            start=10,
-            steps=2,
-        )
-    assert str(caught.value) == (
-        "rollout needs the predicted frame (5 frames ahead) to continue the spacing of the "
-        "given frames (2); this model cannot be rolled out"
-    )
