@@ -79,7 +79,7 @@ def main() -> None:
                 return mdtraj.load(dcd, top=PSF)
 
         cases = {
-            "ingest, default chunk (64 MiB)": run_ingest(None),
+            "ingest, default chunk (8 MiB)": run_ingest(None),
             "ingest, chunk 256 frames": run_ingest(256),
             "ingest, chunk 32 frames": run_ingest(32),
             f"ingest, one chunk ({n_frames} frames)": run_ingest(n_frames),

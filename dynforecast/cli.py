@@ -109,7 +109,7 @@ def ingest(
     stride: Annotated[int, typer.Option(help="Keep every STRIDE-th frame.")] = 1,
     chunk_frames: Annotated[
         int | None,
-        typer.Option(help="Frames read and written at a time [default: about 64 MiB of them]."),
+        typer.Option(help="Frames read and written at a time [default: about 8 MiB of them]."),
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:

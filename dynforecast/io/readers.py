@@ -94,7 +94,7 @@ def open_input(
 ) -> StreamedSystem:
     """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
 
-    ``chunk_frames`` None picks about 64 MiB of positions per chunk. ``select`` is an mdtraj
+    ``chunk_frames`` None picks about 8 MiB of positions per chunk. ``select`` is an mdtraj
     selection and needs a molecular input (XYZ and BVH have no residues to select).
     """
     options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}

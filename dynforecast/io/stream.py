@@ -54,9 +54,10 @@ class StreamedSystem:
     chunks: Iterator[FrameChunk]
 
 
-#: Default chunk size in bytes of positions: big enough that per-chunk overhead vanishes, small
-#: enough that a million-atom system still streams in bounded memory.
-CHUNK_BYTES = 64 * 2**20
+#: Default chunk size in bytes of positions: per-chunk overhead is already negligible at this
+#: size (benchmarks/ingest_speed.py: 32 to 980 frames of AdK convert at the same rate), and
+#: mdtraj allocates a full chunk up front even when the file is shorter, so bigger only costs.
+CHUNK_BYTES = 8 * 2**20
 
 
 def auto_chunk_frames(n_particles: int, chunk_frames: int | None) -> int:
