@@ -85,3 +85,18 @@ def test_coordinate_head_starts_near_zero_and_mlp_shapes() -> None:
 def test_inverse_in_degree_counts_incoming_edges_and_avoids_division_by_zero() -> None:
     degree = inverse_in_degree(torch.tensor([1, 1, 2]), 4, torch.float64)
     torch.testing.assert_close(degree, torch.tensor([1.0, 0.5, 1.0, 1.0], dtype=torch.float64))
+
+
+def test_short_row_softmax_equals_torch_softmax_with_gradients_and_masks() -> None:
+    from dynforecast.models.layers import short_row_softmax
+
+    scores = torch.randn(4, 6, 6, dtype=torch.float64) * 30
+    scores = scores.masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), -1e9)
+    scores.requires_grad_(True)
+    got, expected = short_row_softmax(scores), scores.softmax(-1)
+    torch.testing.assert_close(got, expected)
+    assert torch.equal(got.detach().triu(1), torch.zeros(4, 6, 6, dtype=torch.float64))
+    weights = torch.randn(4, 6, 6, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((got * weights).sum(), scores)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), scores)
+    torch.testing.assert_close(grad, expected_grad)

@@ -27,6 +27,7 @@ from dynforecast.models.layers import (
     inverse_in_degree,
     mlp,
     safe_unit,
+    short_row_softmax,
 )
 from dynforecast.ops.scatter import scatter_sum
 
@@ -121,7 +122,7 @@ class TemporalLayer(nn.Module):
             frames = h.shape[1]
             future = torch.ones(frames, frames, dtype=torch.bool, device=h.device).triu(1)
             scores = scores.masked_fill(future, MASKED_SCORE)
-        return scores.softmax(dim=-1), value
+        return short_row_softmax(scores), value
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         weights, value = self.attention(h)

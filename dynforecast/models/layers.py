@@ -75,6 +75,17 @@ def safe_unit(difference: Tensor, squared_distance: Tensor, eps: float = 1e-12) 
     return difference / squared_distance.clamp_min(eps * eps).sqrt()
 
 
+def short_row_softmax(scores: Tensor) -> Tensor:
+    """Softmax over the last axis, written out: exp(s - max) / sum.
+
+    Equal to ``scores.softmax(-1)``, but on the CPU torch's softmax kernel is ~20x slower for
+    short rows such as ESTAG's [V, T, T] attention (T = 10). Entries of -1e9 (masked) give exactly
+    0. The maximum is taken without gradient (the result does not depend on it).
+    """
+    exponentials = (scores - scores.detach().amax(-1, keepdim=True)).exp()
+    return exponentials / exponentials.sum(-1, keepdim=True)
+
+
 def inverse_in_degree(edge_dst: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
     """1 / max(number of incoming edges, 1) per node, computed once per forward for mean updates.
 
@@ -114,15 +125,15 @@ class EdgeMessageMLP(nn.Module):
     ) -> Tensor:
         hidden = self.hidden_dim
         weight = self.first.weight
-        # [V, *S, 2H]: receiver (with the bias) and sender projections of every node, one matmul.
-        node_weight = torch.cat([weight[:, :hidden], weight[:, hidden : 2 * hidden]], dim=0)
-        node_bias = torch.cat([self.first.bias, self.first.bias.new_zeros(hidden)])
-        projected = torch.addmm(node_bias, h.reshape(-1, hidden), node_weight.t())
-        projected = projected.view(*h.shape[:-1], 2 * hidden)
+        # Receiver (with the bias) and sender projections of every node: two small matmuls with
+        # contiguous outputs (index_select on a strided slice is several times slower).
+        flat = h.reshape(-1, hidden)
+        receiver = torch.addmm(self.first.bias, flat, weight[:, :hidden].t())
+        sender = flat @ weight[:, hidden : 2 * hidden].t()
         # In-place accumulation on the gathered tensor (index_select's backward keeps no output):
         # fewer [E, *S, H] temporaries, measurably faster on the CPU.
-        pre = projected[..., :hidden].index_select(0, edge_dst)
-        pre += projected[..., hidden:].index_select(0, edge_src)
+        pre = receiver.view(h.shape).index_select(0, edge_dst)
+        pre += sender.view(h.shape).index_select(0, edge_src)
         pre.addcmul_(squared_distance, weight[:, 2 * hidden])
         if self.edge_feature_dim:
             if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
