@@ -100,8 +100,8 @@ def test_existing_output_needs_overwrite(run, tmp_path):
         (
             ["{tmp}/notes.txt"],
             3,
-            "{tmp}/notes.txt: unknown extension '.txt' (supported: .bvh, .ent, .extxyz, .pdb,"
-            " .pdb.gz, .xyz; with --topology: .binpos, .dcd, .gro, .lammpstrj, .nc, .ncdf, .netcdf, .pdb,"
+            "{tmp}/notes.txt: unknown extension '.txt' (supported: .bvh, .ent, .extxyz,"
+            " .extxyz.bz2, .extxyz.gz, .pdb, .pdb.gz, .xyz, .xyz.bz2, .xyz.gz; with --topology: .binpos, .dcd, .gro, .lammpstrj, .nc, .ncdf, .netcdf, .pdb,"
             " .pdb.gz, .trr, .xtc)",
         ),
         (

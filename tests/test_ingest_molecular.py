@@ -227,8 +227,8 @@ def test_malformed_and_unknown_inputs(tmp_path):
         (tmp_path / "missing.pdb", f"{tmp_path / 'missing.pdb'}: no such file"),
         (
             unknown,
-            f"{unknown}: unknown extension '.csv' (supported: .bvh, .ent, .extxyz, .pdb, .pdb.gz,"
-            " .xyz;"
+            f"{unknown}: unknown extension '.csv' (supported: .bvh, .ent, .extxyz, .extxyz.bz2,"
+            " .extxyz.gz, .pdb, .pdb.gz, .xyz, .xyz.bz2, .xyz.gz;"
             " with --topology: .binpos, .dcd, .gro, .lammpstrj, .nc, .ncdf, .netcdf, .pdb,"
             " .pdb.gz, .trr, .xtc)",
         ),
@@ -419,3 +419,16 @@ def test_export_refuses_non_finite_positions_and_unknown_extensions(tmp_path):
             str(caught.value) == f"{tmp_path / name}: cannot write non-finite positions (frame 2)"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compressed_inputs_read_like_plain_ones(tmp_path):
+    import gzip
+
+    packed = tmp_path / "nmr.pdb.gz"
+    packed.write_bytes(gzip.compress(open(NMR_PDB, "rb").read()))
+    np.testing.assert_array_equal(
+        read_trajectory(packed).positions, read_trajectory(NMR_PDB).positions
+    )
+    bz2_xyz = read_trajectory(datafiles.XYZ_bz2)  # 2r9r-1b.xyz.bz2
+    assert bz2_xyz.name == "2r9r-1b"
+    np.testing.assert_array_equal(bz2_xyz.positions, read_trajectory(XYZ_FILE).positions)

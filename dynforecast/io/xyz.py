@@ -41,7 +41,7 @@ from dynforecast.io.stream import (
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.units import length_factor, time_factor, velocity_factor
 
-XYZ_EXTENSIONS = (".xyz", ".extxyz")
+XYZ_EXTENSIONS = (".xyz", ".extxyz", ".xyz.gz", ".xyz.bz2", ".extxyz.gz", ".extxyz.bz2")
 
 #: Bond when distance < BOND_SCALE * (r_cov_i + r_cov_j). 1.2 admits the H-H bond of H2
 #: (0.74 Angstrom vs 2 * 0.31) and stretched bonds of MD frames, and rejects 1-3 neighbours.
