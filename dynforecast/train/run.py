@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynforecast import console
 from dynforecast.data.loading import load_systems
 from dynforecast.errors import CompatibilityError, UsageError
 from dynforecast.io.atomic import atomic_output
@@ -127,6 +128,15 @@ def train(
     if (run_dir / LAST).is_file():
         resume = load_checkpoint(run_dir / LAST)
         _check_resumable(resume, resolved, checksum, run_dir, data_path)
+        if context.is_main:
+            console.log(
+                f"resuming {run_dir / LAST}: {resume['epoch']} epochs done"
+                + (
+                    f", {resume['batch_in_epoch']} batches into the next"
+                    if resume["batch_in_epoch"]
+                    else ""
+                )
+            )
     signature = setup.data_signature(
         systems, dataset, velocities_used=setup.uses_velocities(model, dataset, splits["train"])
     )
