@@ -265,10 +265,9 @@ class H5MDWriter:
             raise ValueError(
                 f"expected is_forecast flags of shape ({n_frames},) (got {flags.shape})"
             )
-        observables = self.file.get("observables") or self.file.create_group(
-            "observables", track_order=True
-        )
-        element = observables.require_group(name)
+        if "observables" not in self.file:
+            self.file.create_group("observables", track_order=True)
+        element = self.file["observables"].require_group(name)
         element = element.create_group("is_forecast")
         element.create_dataset("value", data=flags)
         element["step"] = group["position/step"]
