@@ -316,7 +316,10 @@ def evaluate(
 def predict(
     data: Annotated[Path, typer.Argument(help="H5MD data file with the given frames.")],
     checkpoint: Annotated[Path, typer.Option(help="best.pt or last.pt of a run.")],
-    steps: Annotated[int, typer.Option(help="Frames to predict.")],
+    steps: Annotated[
+        int,
+        typer.Option(help="Frames to predict, one every gcd(spacing, horizon) stored frames."),
+    ],
     output: OutputOption,
     system: Annotated[
         str | None, typer.Option(help="System to roll out.", show_default="the first")
