@@ -111,12 +111,19 @@ class Timing:
 
 
 def time_model(
-    model: ForecastModel, batch: WindowBatch, threads: int, repeats: int = 30, warmup: int = 5
+    model: ForecastModel,
+    batch: WindowBatch,
+    threads: int,
+    repeats: int = 30,
+    warmup: int = 5,
+    rounds: int = 1,
 ) -> Timing:
     """Time ``model`` on ``batch`` with ``threads`` intra-op CPU threads (restored afterwards).
 
     Forward runs under no_grad (inference); forward+backward computes the MSE to batch.target
-    and backpropagates into the parameters, gradients cleared between calls.
+    and backpropagates into the parameters, gradients cleared between calls. Each figure is the
+    median of ``repeats`` calls; with ``rounds`` > 1 the best (lowest) median of that many
+    rounds, which filters out periods when other jobs load a shared machine.
     """
     if batch.target is None:
         raise ValueError("expected a batch with a target for the backward timing (got none)")
@@ -132,8 +139,8 @@ def time_model(
             model.zero_grad(set_to_none=True)
             (model(batch) - batch.target).square().mean().backward()
 
-        forward_ms = median_ms(forward, repeats, warmup)
-        backward_ms = median_ms(forward_backward, repeats, warmup)
+        forward_ms = min(median_ms(forward, repeats, warmup) for _ in range(rounds))
+        backward_ms = min(median_ms(forward_backward, repeats, warmup) for _ in range(rounds))
     finally:
         torch.set_num_threads(previous)
     return Timing(threads, batch.num_graphs, forward_ms, backward_ms)

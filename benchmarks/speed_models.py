@@ -1,7 +1,7 @@
 """CPU speed of ESTAG and EGNN per batch of 100 windows, beside the reference ESTAG's figures.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.speed_models [--repeats 30] [--threads 1 2] [--json]
-        [--retain-freed-memory]
+    OMP_NUM_THREADS=1 python -m benchmarks.speed_models [--repeats 30] [--rounds 1]
+        [--threads 1 2] [--json] [--retain-freed-memory]
 
 Cases: ESTAG reference configuration (H 16, L 2, T 10) on aspirin-like windows (13 nodes, 60
 directed edges); EGNN (64 hidden, 4 layers) on 5-particle all-pairs N-body windows. Figures are
@@ -36,14 +36,16 @@ CASES: list[Case] = [
 ]
 
 
-def run_cases(cases: list[Case], threads: list[int], repeats: int, warmup: int) -> list[dict]:
+def run_cases(
+    cases: list[Case], threads: list[int], repeats: int, warmup: int, rounds: int = 1
+) -> list[dict]:
     """Time every case at every thread count; one result row (a plain dict) per pair."""
     rows = []
     for name, build_model, build_batch in cases:
         torch.manual_seed(0)
         model, batch = build_model(), build_batch()
         for count in threads:
-            timing = time_model(model, batch, count, repeats, warmup)
+            timing = time_model(model, batch, count, repeats, warmup, rounds)
             rows.append(row(name, timing))
     return rows
 
@@ -88,6 +90,9 @@ def main(cases: list[Case] = CASES) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="best median of this many rounds (shared machines)"
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument(
@@ -98,7 +103,7 @@ def main(cases: list[Case] = CASES) -> None:
     args = parser.parse_args()
     if args.retain_freed_memory and not retain_freed_memory():
         parser.error("--retain-freed-memory: this C library does not accept the malloc tuning")
-    rows = run_cases(cases, args.threads, args.repeats, args.warmup)
+    rows = run_cases(cases, args.threads, args.repeats, args.warmup, args.rounds)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
