@@ -56,6 +56,19 @@ class SakeGraph(NamedTuple):
             return torch.softmax(blocks, dim=1).view(logits.shape)
         return scatter_softmax(logits, self.dst, self.num_nodes)
 
+    def receiver_pair_sum(self, left: Tensor, right: Tensor, product: Tensor) -> Tensor:
+        """Σ_j vec(left_ij ⊗ right_ij) flattened row-major, given ``product`` = that per edge.
+
+        On a regular layout one batched matmul of the factors (reads [E, A] and [E, B] instead of
+        [E, A·B], and its backward is as light); else a scatter of ``product``.
+        Shapes: [E, A], [E, B], [E, A·B] -> [V, A·B].
+        """
+        if self.regular_degree:
+            v, k = self.num_nodes, self.regular_degree
+            blocks = torch.bmm(left.reshape(v, k, -1).transpose(1, 2), right.reshape(v, k, -1))
+            return blocks.reshape(v, -1)
+        return scatter_sum(product, self.dst, self.num_nodes)
+
     def receiver_outer_sum(self, coefficients: Tensor, vectors: Tensor) -> Tensor:
         """S_i = Σ_j c_ij u_ijᵀ without an [E, C, 3] tensor: one batched matmul on a regular
         layout, else one scatter per Cartesian axis. Shapes: [E, C], [E, 3] -> [V, 3, C]."""

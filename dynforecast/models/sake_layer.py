@@ -7,8 +7,8 @@ are taken over each node's incoming edges by `SakeGraph` (which also defines n_i
 counted). Variant A of the attention (``"euclidean_softmax_2022"``) gives the self pair a weight
 in its second softmax; its message m_ii is then computed on the nodes.
 
-Never materialised: the (E, C, 3) tensor of c_ij ⊗ u_ij (`SakeGraph.receiver_outer_sum`), and
-δ_i mixes the C channels first ((E, 1) then (E, 3)). The concatenation [h_j ‖ h_i] is never
+Never materialised: the (E, C, 3) tensor of c_ij ⊗ u_ij (`SakeGraph.receiver_outer_sum`). δ_i is
+linear in S_i (δ_i = S_i w_v), so it costs no extra pass over the (E, C) coefficients. The concatenation [h_j ‖ h_i] is never
 built either: the Linear maps that read it are split into a neighbour part and a receiver part,
 evaluated once per node and gathered per edge (exact, and cheaper by 2F·(K + F) FLOPs per edge).
 """
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from dynforecast.models.layers import mlp
 from dynforecast.models.sake_graph import SakeGraph
+from dynforecast.ops.outer import row_outer
 
 ATTENTION_VARIANTS = ("semantic", "euclidean_softmax_2022")
 DISTANCE_EPS = 1e-5  # inside the sqrt: d_ii = sqrt(1e-5), gradients finite at coincident points
@@ -236,7 +237,7 @@ class SakeLayer(nn.Module):
         self, h: Tensor, x: Tensor, v: Tensor | None, graph: SakeGraph, step: float = 1.0
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One layer; ``step`` scales the position update x' = x + step · v' (1 = reference)."""
-        num_nodes, num_edges = graph.num_nodes, graph.src.shape[0]
+        num_nodes = graph.num_nodes
         r, d = pair_geometry(x, graph)
         m, self_m = self.messages(h, d, graph)
 
@@ -245,19 +246,21 @@ class SakeLayer(nn.Module):
         else:
             alpha, self_alpha = self._attention_2022(m, d, graph)
         # ĥ_ij = vec(m_ij ⊗ α_ij), feature-major (element f·H + h), as in the reference.
-        multihead = (m.unsqueeze(2) * alpha.unsqueeze(1)).reshape(num_edges, -1)
-        pooled = graph.receiver_sum(multihead)
+        multihead = row_outer(m, alpha)
+        pooled = graph.receiver_pair_sum(m, alpha, multihead)  # Σ_j ĥ_ij [V, F·H]
         if self.attention != "semantic":
-            pooled = pooled + (self_m.unsqueeze(2) * self_alpha.unsqueeze(1)).reshape(num_nodes, -1)
+            pooled = pooled + row_outer(self_m, self_alpha)
 
         if self.use_spatial_attention:
             coeff = torch.tanh_(self.coefficient_mixing(multihead))  # c_ij [E, C], in place
             unit = r / (d + UNIT_EPS)  # u_ij [E, 3]
-            # q_i = |S_i|² per channel with S_i = Σ_j c_ij u_ij / n_i: scale after the norm
-            squared_norm = graph.receiver_outer_sum(coeff, unit).square().sum(1)
-            spatial = self.spatial_mlp(squared_norm * graph.inv_count.square())
-            weight = self.velocity_mixing(coeff)  # w_vᵀ c_ij [E, 1]
-            delta = graph.receiver_sum(weight * unit) * graph.inv_count
+            vectors = graph.receiver_outer_sum(coeff, unit)  # n_i S_i = Σ_j u_ij c_ijᵀ [V, 3, C]
+            # q_i = |S_i|² per channel: scale after the norm, on [V, C]
+            squared_norm = vectors.square().sum(1) * graph.inv_count.square()
+            spatial = self.spatial_mlp(squared_norm)
+            # δ_i = (1/n_i) Σ_j (w_vᵀ c_ij) u_ij = S_i w_v: linear, so mixed after the sum and
+            # no second pass over the [E, C] coefficients
+            delta = self.velocity_mixing(vectors).squeeze(2) * graph.inv_count
         else:
             spatial = h.new_zeros(num_nodes, self.hidden)
             delta = x.new_zeros(num_nodes, 3)

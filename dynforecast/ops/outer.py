@@ -1,0 +1,45 @@
+"""Row-wise outer products with a fast backward.
+
+SAKE's multi-head messages are ĥ_e = vec(m_e ⊗ α_e) for every edge. Autograd's backward of the
+broadcast product reduces over a short trailing axis (H = 4 heads), which PyTorch's CPU reduction
+kernels do slowly; the same sums written as batched matrix-vector products are 2-3x faster
+(measured on [18600, 64, 4] float32). The forward stays a broadcast multiply, which is faster
+than a batched matmul there. The backward is built from differentiable ops, so higher-order
+gradients still work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class _RowOuter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, left: Tensor, right: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(left, right)
+        return (left.unsqueeze(2) * right.unsqueeze(1)).reshape(left.shape[0], -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        left, right = ctx.saved_tensors
+        blocks = grad.reshape(left.shape[0], left.shape[1], right.shape[1])
+        grad_left = grad_right = None
+        if ctx.needs_input_grad[0]:
+            grad_left = torch.bmm(blocks, right.unsqueeze(2)).squeeze(2)
+        if ctx.needs_input_grad[1]:
+            grad_right = torch.bmm(left.unsqueeze(1), blocks).squeeze(1)
+        return grad_left, grad_right
+
+
+def row_outer(left: Tensor, right: Tensor) -> Tensor:
+    """vec(left_e ⊗ right_e) per row, row-major (element a·B + b = left[e, a] · right[e, b]).
+
+    Shapes: left [E, A], right [E, B] -> [E, A·B].
+    """
+    if left.dim() != 2 or right.dim() != 2 or left.shape[0] != right.shape[0]:
+        raise ValueError(
+            f"expected left [E, A] and right [E, B] with equal E "
+            f"(got {tuple(left.shape)} and {tuple(right.shape)})"
+        )
+    return _RowOuter.apply(left, right)
