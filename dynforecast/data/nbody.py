@@ -288,6 +288,11 @@ def nbody_energy(loc: np.ndarray, vel: np.ndarray, charges: np.ndarray) -> np.nd
     return 0.5 * (vel**2).sum(axis=(-1, -2)) + potential
 
 
+#: Trajectory.parameters key naming the window protocol a data set was made for (see
+#: dynforecast.data.windows.PROTOCOLS); `train` uses it when no protocol is configured.
+RECOMMENDED_PROTOCOL_KEY = "window_protocol"
+
+
 def nbody_trajectories(arrays: NBodyArrays, names_prefix: str = "traj") -> list[Trajectory]:
     """One `Trajectory` per simulated trajectory, named by its stream index (zero-padded).
 
@@ -319,6 +324,8 @@ def nbody_trajectories(arrays: NBodyArrays, names_prefix: str = "traj") -> list[
                 charges=charges[s],
                 parameters={
                     "generator": "charged N-body (EGNN), dynforecast.data.nbody",
+                    # train picks this window protocol when none is configured.
+                    RECOMMENDED_PROTOCOL_KEY: "nbody-multiframe",
                     "mode": arrays.mode,
                     "seed": np.array(arrays.seed, dtype=np.int64),
                     "stream_index": np.array(index, dtype=np.int64),

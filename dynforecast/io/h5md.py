@@ -158,8 +158,13 @@ class H5MDWriter:
         source: str = "",
         checksum: str = "",
         velocity_unit: str | None = None,
+        expected_frames: int | None = None,
     ) -> None:
-        """Create the groups of one system with zero frames; `append_frames` fills them."""
+        """Create the groups of one system with zero frames; `append_frames` fills them.
+
+        ``expected_frames``, when the caller knows it, caps the chunk length: HDF5 allocates whole
+        chunks, so a 49-frame system in 1024-frame chunks would take 20 times its size on disk.
+        """
         if not SYSTEM_NAME.match(name):
             raise ValueError(f"expected a system name of letters, digits, _ - . (got {name!r})")
         h5 = self.file
@@ -174,13 +179,14 @@ class H5MDWriter:
         box.attrs["dimension"] = 3
         box.attrs["boundary"] = ["none", "none", "none"]
 
-        frames = max(1, min(1024, _CHUNK_BYTES // max(1, 12 * n_particles)))
+        frame_cap = 1024 if expected_frames is None else max(1, min(1024, expected_frames))
+        frames = max(1, min(frame_cap, _CHUNK_BYTES // max(1, 12 * n_particles)))
         position = group.create_group("position")
         step = position.create_dataset(
-            "step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,)
+            "step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(frame_cap,)
         )
         time = position.create_dataset(
-            "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
+            "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(frame_cap,)
         )
         set_unit(time, time_unit)
         set_unit(self._frame_dataset(position, "value", n_particles, frames), length_unit)
@@ -308,7 +314,10 @@ def write_h5md(
     with H5MDWriter(path, overwrite=overwrite, compression=compression) as writer:
         for trajectory in trajectories:
             add_trajectory_system(
-                writer, trajectory, has_velocities=trajectory.velocities is not None
+                writer,
+                trajectory,
+                has_velocities=trajectory.velocities is not None,
+                expected_frames=trajectory.n_frames,
             )
             writer.append_frames(
                 trajectory.name,
@@ -321,7 +330,13 @@ def write_h5md(
             writer.set_is_forecast(name, flags)
 
 
-def add_trajectory_system(writer: H5MDWriter, header: Trajectory, *, has_velocities: bool) -> None:
+def add_trajectory_system(
+    writer: H5MDWriter,
+    header: Trajectory,
+    *,
+    has_velocities: bool,
+    expected_frames: int | None = None,
+) -> None:
     """`H5MDWriter.add_system` with every field taken from a (possibly zero-frame) `Trajectory`."""
     parameters = dict(header.parameters)
     writer.add_system(
@@ -338,6 +353,7 @@ def add_trajectory_system(writer: H5MDWriter, header: Trajectory, *, has_velocit
         source=header.source,
         checksum=header.checksum,
         velocity_unit=_as_str(parameters.get("velocity_unit")),
+        expected_frames=expected_frames,
     )
 
 

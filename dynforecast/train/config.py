@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynforecast.data.splits import SPLIT_MODES as DATA_SPLIT_MODES
 from dynforecast.errors import InputError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -39,7 +40,7 @@ SCHEDULES = ("none", "cosine", "plateau")
 DEVICES_HELP = "auto, cpu, cuda or cuda:<index>"
 DTYPES = ("float32", "float64")
 GRAPH_KINDS = ("auto", "bonds", "radius", "all_pairs")
-SPLIT_MODES = ("auto", "chronological", "random", "systems", "random_systems")
+SPLIT_MODES = ("auto", *DATA_SPLIT_MODES)
 _DATA_SECTIONS = ("window", "graph", "split", "systems")
 
 

@@ -77,6 +77,14 @@ def _model_options(cls: type[ForecastModel]) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in parameters.items() if k != "self"}
 
 
+def recommended_protocol(systems: Sequence[Trajectory]) -> str | None:
+    """The window protocol every system's generator recorded (None if absent or mixed)."""
+    from dynforecast.data.nbody import RECOMMENDED_PROTOCOL_KEY
+
+    named = {str(s.parameters.get(RECOMMENDED_PROTOCOL_KEY, "")) for s in systems}
+    return named.pop() if len(named) == 1 and "" not in named else None
+
+
 def resolve_config(
     config: TrainConfig, systems: Sequence[Trajectory], *, builtin: bool = False
 ) -> TrainConfig:
@@ -94,7 +102,11 @@ def resolve_config(
     has_charges = all(s.charges is not None for s in systems)
 
     window = config.data.window
-    protocol = window.protocol or ("nbody-multiframe" if builtin else None)
+    protocol = (
+        window.protocol
+        or recommended_protocol(systems)
+        or ("nbody-multiframe" if builtin else None)
+    )
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise UsageError(
