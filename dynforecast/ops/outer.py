@@ -1,11 +1,11 @@
 """Row-wise outer products with a fast backward.
 
-SAKE's multi-head messages are ĥ_e = vec(m_e ⊗ α_e) for every edge. Autograd's backward of the
-broadcast product reduces over a short trailing axis (H = 4 heads), which PyTorch's CPU reduction
-kernels do slowly; the same sums written as batched matrix-vector products are 2-3x faster
-(measured on [18600, 64, 4] float32). The forward stays a broadcast multiply, which is faster
-than a batched matmul there. The backward is built from differentiable ops, so higher-order
-gradients still work.
+SAKE's multi-head messages are ĥ_e = vec(α_e ⊗ m_e) for every edge (H = 4 heads, F = 64
+features). The forward is a broadcast multiply with the long factor last (contiguous, 3x faster
+than the other order). Autograd's own backward would reduce with slow kernels; here the gradient
+of the short left factor is a batched matrix-vector product over the contiguous axis and that of
+the long right factor a sum over the short axis, measured 2x faster in total on [18600, 4, 64]
+float32. The backward is built from differentiable ops, so higher-order gradients still work.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ class _RowOuter(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_left = torch.bmm(blocks, right.unsqueeze(2)).squeeze(2)
         if ctx.needs_input_grad[1]:
-            grad_right = torch.bmm(left.unsqueeze(1), blocks).squeeze(1)
+            grad_right = (blocks * left.unsqueeze(2)).sum(1)
         return grad_left, grad_right
 
 
 def row_outer(left: Tensor, right: Tensor) -> Tensor:
     """vec(left_e ⊗ right_e) per row, row-major (element a·B + b = left[e, a] · right[e, b]).
+
+    Fastest with the short factor on the left (e.g. heads) and the long one on the right.
 
     Shapes: left [E, A], right [E, B] -> [E, A·B].
     """
