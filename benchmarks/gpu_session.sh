@@ -22,7 +22,8 @@ done
   python3 -m dynforecast train "$out/nbody.h5" --model estag --out "$out/run-estag-cpu" --epochs 5 --device cpu 2>&1 | tail -1
 dyn evaluate "$out/run-sake/best.pt" "$out/nbody.h5" --json --device cuda | head -c 400; echo
 dyn predict "$out/nbody.h5" --checkpoint "$out/run-estag/best.pt" --steps 20 -o "$out/forecast.h5" --device cuda
-echo "== DDP: torchrun, 2 processes (NCCL on one GPU may refuse duplicate devices)"
-timeout 300 torchrun --standalone --nproc_per_node=2 -m dynforecast train "$out/nbody.h5" --model egnn \
-  --out "$out/run-ddp" --epochs 3 --device cuda 2>&1 | tail -6
-echo "exit $?"
+ngpu=$(nvidia-smi -L | wc -l)
+echo "== DDP: torchrun, one NCCL rank per GPU ($ngpu)"
+timeout 300 torchrun --standalone --nproc_per_node="$ngpu" -m dynforecast train "$out/nbody.h5" \
+  --model egnn --out "$out/run-ddp" --epochs 3 --device cuda 2>&1 | tail -4
+echo "torchrun exit ${PIPESTATUS[0]}"

@@ -19,15 +19,20 @@ from torch import nn
 
 @dataclass(frozen=True)
 class DistContext:
-    """rank/world_size of this process; local_rank picks its GPU."""
+    """rank/world_size of this process; local_rank picks its GPU.
+
+    ``launched`` is True under torchrun/srun even for a world of one process, so that a
+    one-GPU job exercises the same process group and DDP wrapper as a multi-GPU one.
+    """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
@@ -35,17 +40,18 @@ class DistContext:
 
 
 def init_from_env(device: torch.device) -> DistContext:
-    """Join the process group described by torchrun's environment (WORLD_SIZE > 1), else single."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    """Join the process group described by torchrun's environment (RANK and WORLD_SIZE set),
+    else run as a single process without one."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistContext()
+    world_size = int(os.environ["WORLD_SIZE"])
     import torch.distributed as dist
 
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, launched=True)
 
 
 def local_device(device: torch.device, context: DistContext) -> torch.device:
