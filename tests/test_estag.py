@@ -10,9 +10,9 @@ from model_batches import collate, make_batch, pad_batch, small_model, window_li
 from dynforecast.models import create_model
 from dynforecast.models.edft import (
     amplitude,
+    batch_edft_features,
     centre_per_graph,
     cross_spectrum,
-    edft_features,
     fourier_coefficients,
 )
 from dynforecast.models.estag import TemporalLayer
@@ -130,16 +130,7 @@ def test_softmax_pooling_starts_as_the_uniform_average() -> None:
 
 
 def _features(batch, gates=None, form="code"):
-    return edft_features(
-        batch.positions,
-        batch.node_graph,
-        batch.num_graphs,
-        batch.edge_src,
-        batch.edge_dst,
-        gates,
-        amplitude_form=form,
-        node_mask=batch.node_mask,
-    )
+    return batch_edft_features(batch, gates, form)
 
 
 def _random_gates(batch):

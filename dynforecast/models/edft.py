@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dynforecast.models.batch import WindowBatch
 from dynforecast.ops.scatter import scatter_sum
 
 AMPLITUDE_FORMS = ("code", "paper")
@@ -103,3 +104,19 @@ def edft_features(
         edge_spectrum = edge_spectrum * gates.index_select(0, edge_src)
         node_amplitude = node_amplitude * gates
     return normalise_over_frequencies(edge_spectrum), normalise_over_frequencies(node_amplitude)
+
+
+def batch_edft_features(
+    batch: WindowBatch, gates: Tensor | None, amplitude_form: str = "code"
+) -> tuple[Tensor, Tensor]:
+    """`edft_features` of a batch's past positions, graph and node mask."""
+    return edft_features(
+        batch.positions,
+        batch.node_graph,
+        batch.num_graphs,
+        batch.edge_src,
+        batch.edge_dst,
+        gates,
+        amplitude_form=amplitude_form,
+        node_mask=batch.node_mask,
+    )

@@ -31,6 +31,7 @@ from dynforecast.models.features import NodeInput
 from dynforecast.models.layers import (
     EdgeMessageMLP,
     coordinate_head,
+    coordinate_shift,
     edge_geometry,
     inverse_in_degree,
     mlp,
@@ -39,7 +40,6 @@ from dynforecast.models.layers import (
 from dynforecast.ops.scatter import scatter_sum
 
 COORDINATE_AGGREGATIONS = ("mean", "sum")
-COORDINATE_CLAMP = 100.0
 
 
 class VelocityLayer(nn.Module):
@@ -79,8 +79,9 @@ class VelocityLayer(nn.Module):
         num_nodes = h.shape[0]
         difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
         messages = self.message(h, edge_src, edge_dst, squared_distance, edge_features)
-        shift = (difference * self.coordinate(messages)).clamp(-COORDINATE_CLAMP, COORDINATE_CLAMP)
-        x = x + scatter_sum(shift, edge_dst, num_nodes) * coordinate_scale.unsqueeze(1)
+        x = x + coordinate_shift(
+            difference, self.coordinate(messages), edge_dst, num_nodes, coordinate_scale
+        )
         x = x + self.velocity(h) * velocity_step
         if self.node is None:
             return h, x

@@ -18,11 +18,12 @@ from torch import Tensor, nn
 
 from dynforecast.models.base import ForecastModel, register
 from dynforecast.models.batch import WindowBatch
-from dynforecast.models.edft import AMPLITUDE_FORMS, edft_features
+from dynforecast.models.edft import AMPLITUDE_FORMS, batch_edft_features
 from dynforecast.models.features import NodeInput
 from dynforecast.models.layers import (
     EdgeMessageMLP,
     coordinate_head,
+    coordinate_shift,
     edge_geometry,
     inverse_in_degree,
     mlp,
@@ -34,7 +35,6 @@ from dynforecast.ops.scatter import scatter_sum
 ATTENTION_MASKS = ("forward", "none")
 POOLINGS = ("etp", "softmax")
 NODE_INPUTS = ("atomic_number", "one_hot")
-COORDINATE_CLAMP = 100.0
 MASKED_SCORE = -1e9
 
 
@@ -72,9 +72,13 @@ class SpatialLayer(nn.Module):
         num_nodes = h.shape[0]
         difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
         messages = self.message(h, edge_src, edge_dst, squared_distance, edge_features)
-        shift = safe_unit(difference, squared_distance) * self.coordinate(messages)
-        shift = shift.clamp(-COORDINATE_CLAMP, COORDINATE_CLAMP)
-        x = x + scatter_sum(shift, edge_dst, num_nodes) * inverse_degree.view(-1, 1, 1)
+        x = x + coordinate_shift(
+            safe_unit(difference, squared_distance),
+            self.coordinate(messages),
+            edge_dst,
+            num_nodes,
+            inverse_degree,
+        )
         parts = [h, scatter_sum(messages, edge_dst, num_nodes)]
         if self.node_feature_dim:
             if node_features is None:
@@ -235,16 +239,7 @@ class ESTAG(ForecastModel):
         gates = None
         if self.frequency_gate is not None:
             gates = torch.sigmoid(self.frequency_gate(h[:, 1:])).squeeze(-1)
-        return edft_features(
-            batch.positions,
-            batch.node_graph,
-            batch.num_graphs,
-            batch.edge_src,
-            batch.edge_dst,
-            gates,
-            amplitude_form=self.amplitude,
-            node_mask=batch.node_mask,
-        )
+        return batch_edft_features(batch, gates, self.amplitude)
 
     def refine(self, batch: WindowBatch) -> Tensor:
         """Coordinates of all T frames after the L (ESM, ETM) layers. Shapes: -> [V, T, 3]."""

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dynforecast.ops.scatter import scatter_count
+from dynforecast.ops.scatter import scatter_count, scatter_sum
 
 COORDINATE_HEAD_GAIN = 0.001
 """Xavier gain of the last Linear of every coordinate head: an untrained model barely moves
 coordinates, so it starts close to its pooling/extrapolation rule instead of random motion."""
+COORDINATE_CLAMP = 100.0
 
 
 def mlp(sizes: Sequence[int], *, final_activation: bool, bias_last: bool = True) -> nn.Sequential:
@@ -73,6 +74,21 @@ def safe_unit(difference: Tensor, squared_distance: Tensor, eps: float = 1e-12) 
     infinite; below eps the clamp's zero gradient cuts the path. Shapes: [E, *S, 3], [E, *S, 1].
     """
     return difference / squared_distance.clamp_min(eps * eps).sqrt()
+
+
+def coordinate_shift(
+    direction: Tensor, weight: Tensor, edge_dst: Tensor, num_nodes: int, node_scale: Tensor
+) -> Tensor:
+    """The EGNN/ESTAG coordinate update: scale_i * sum_{j -> i} clamp(w_ij d_ij, -100, 100).
+
+    ``direction`` is x_i - x_j or its unit vector, ``weight`` an invariant scalar per edge,
+    ``node_scale`` 1/deg(i) for a mean (or 1 for a sum). The element-wise clamp is the reference
+    codes' guard against exploding updates. Equivariant because d_ij rotates with the input and
+    w_ij does not. Shapes: direction [E, *S, 3], weight [E, *S, 1], node_scale [V] -> [V, *S, 3].
+    """
+    shift = (direction * weight).clamp(-COORDINATE_CLAMP, COORDINATE_CLAMP)
+    total = scatter_sum(shift, edge_dst, num_nodes)
+    return total * node_scale.view(-1, *([1] * (total.dim() - 1)))
 
 
 def short_row_softmax(scores: Tensor) -> Tensor:
