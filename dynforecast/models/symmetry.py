@@ -98,21 +98,23 @@ def equivariance_errors(
     def record(name: str, got: Tensor, expected: Tensor) -> None:
         results[name] = (got - expected).abs().max().item(), expected.abs().max().item()
 
-    zero = torch.zeros(3, dtype=dtype)
+    zero = torch.zeros(3).to(batch.positions)
     for name, reflection in (("rotation", False), ("reflection", True)):
-        rotation = random_orthogonal(dtype, generator, reflection)
+        rotation = random_orthogonal(dtype, generator, reflection).to(batch.positions)
         record(name, model(transform_batch(batch, rotation, zero)), output @ rotation.t())
-    shift = torch.randn(3, generator=generator, dtype=torch.float64).to(dtype) * coordinate_scale
-    eye = torch.eye(3, dtype=dtype)
+    shift = torch.randn(3, generator=generator, dtype=torch.float64).to(batch.positions)
+    shift = shift * coordinate_scale
+    eye = torch.eye(3).to(batch.positions)
     record("translation", model(transform_batch(batch, eye, shift)), output + shift)
 
-    perm = torch.randperm(batch.num_nodes, generator=generator)
-    edge_perm = torch.randperm(batch.num_edges, generator=generator)
+    device = batch.positions.device  # random draws on the CPU generator, then moved
+    perm = torch.randperm(batch.num_nodes, generator=generator).to(device)
+    edge_perm = torch.randperm(batch.num_edges, generator=generator).to(device)
     record("permutation", model(permute_batch(batch, perm, edge_perm)), output[perm])
 
-    rotation = random_orthogonal(dtype, generator, reflection=True)
+    rotation = random_orthogonal(dtype, generator, reflection=True).to(batch.positions)
     shifts = torch.randn(batch.num_graphs, 3, generator=generator, dtype=torch.float64)
-    shifts = shifts.to(dtype) * coordinate_scale
+    shifts = shifts.to(batch.positions) * coordinate_scale
     moved = permute_batch(transform_batch(batch, rotation, shifts), perm, edge_perm)
     expected = (output @ rotation.t() + shifts.index_select(0, batch.node_graph))[perm]
     record("combined", model(moved), expected)
