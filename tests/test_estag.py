@@ -336,3 +336,21 @@ def test_spatial_messages_flow_from_src_to_dst() -> None:
     # Node 0's features change only through its own self-update (no message arrives).
     alone_h, _ = layer(h[:1], x[:1], src[:0], dst[:0], None, None, torch.ones(1).double())
     torch.testing.assert_close(new_h[0], alone_h[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_reference_configuration_is_equivariant_on_aspirin_like_windows(dtype) -> None:
+    """Spec §10.2 on the README configuration (H 16, L 2, T 10), 13 nodes, 60 edges per window."""
+    from benchmarks.model_timing import aspirin_batch
+
+    batch = aspirin_batch(batch_size=4, num_frames=10).to(dtype=dtype)
+    torch.manual_seed(0)
+    model = create_model("estag").to(dtype).eval()
+    with torch.no_grad():  # trained-looking: frames pooled and coordinates moved visibly
+        model.pooling.theta.normal_(0.0, 0.5)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Sequential) and module[-1].out_features == 1:
+                module[-1].weight.mul_(300.0)
+        assert (model(batch) - batch.positions[:, -1]).abs().max() > 0.05
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert_equivariant(model, batch, atol=0.0, rtol=rtol, generator=torch.Generator())
