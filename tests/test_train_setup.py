@@ -116,3 +116,22 @@ def test_resolve_device():
     with pytest.raises(UsageError) as caught:
         setup.resolve_device("tpu")
     assert str(caught.value) == "--device tpu: expected auto, cpu, cuda or cuda:<index>"
+
+
+def test_generated_nbody_data_selects_its_recorded_protocol() -> None:
+    from dynforecast.data.nbody import nbody_trajectories, simulate_nbody
+    from dynforecast.data.windows import PROTOCOLS
+    from dynforecast.train.config import TrainConfig
+    from dynforecast.train.setup import recommended_protocol, resolve_config
+
+    systems = nbody_trajectories(simulate_nbody(3, seed=1, mode="fast"))
+    assert recommended_protocol(systems) == "nbody-multiframe"
+    window = resolve_config(TrainConfig(), systems).data.window
+    named = PROTOCOLS["nbody-multiframe"]
+    assert (window.past_frames, window.spacing, window.horizon) == (
+        named.past_frames,
+        named.spacing,
+        named.horizon,
+    )
+    systems[0].parameters.pop("window_protocol")
+    assert recommended_protocol(systems) is None  # mixed: no recommendation
