@@ -86,11 +86,7 @@ def model_from_config(config: dict[str, Any]) -> ForecastModel:
 
 def _import_builtin_models() -> None:
     """Import the modules that register the built-in models (kept lazy: no import side effects)."""
-    import dynforecast.models.baselines  # noqa: F401
-
-    for module in ("estag", "sake", "egnn"):
-        try:
-            __import__(f"dynforecast.models.{module}")
-        except ModuleNotFoundError as exc:  # a model module not written yet
-            if exc.name != f"dynforecast.models.{module}":
-                raise
+    import dynforecast.models.baselines
+    import dynforecast.models.egnn
+    import dynforecast.models.estag
+    import dynforecast.models.sake  # noqa: F401
