@@ -216,6 +216,8 @@ def test_malformed_and_unknown_inputs(tmp_path):
     truncated.write_text(text[: len(text) // 2])
     garbage = tmp_path / "garbage.pdb"
     garbage.write_text("this is not a PDB\n")
+    short_record = tmp_path / "short.pdb"  # mdtraj checks this one with a bare assert
+    short_record.write_text("ATOM  garbage\n")
     unknown = tmp_path / "data.csv"
     unknown.write_text("1,2,3\n")
     cases = [
@@ -224,6 +226,7 @@ def test_malformed_and_unknown_inputs(tmp_path):
             f"{truncated}: malformed PDB (PDB Error: All MODELs must contain the same number of ATOMs)",
         ),
         (garbage, f"{garbage}: no atoms (no ATOM/HETATM records)"),
+        (short_record, f"{short_record}: malformed PDB (AssertionError)"),
         (tmp_path / "missing.pdb", f"{tmp_path / 'missing.pdb'}: no such file"),
         (
             unknown,

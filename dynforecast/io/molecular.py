@@ -49,7 +49,17 @@ TRAJECTORY_EXTENSIONS = (
 )
 
 #: What mdtraj raises on malformed input (it has no exception hierarchy of its own).
-_MDTRAJ_ERRORS = (ValueError, IndexError, KeyError, OSError, RuntimeError, EOFError, TypeError)
+#: mdtraj also validates some PDB fields with bare `assert` statements (e.g. a short atom name).
+_MDTRAJ_ERRORS = (
+    ValueError,
+    IndexError,
+    KeyError,
+    OSError,
+    RuntimeError,
+    EOFError,
+    TypeError,
+    AssertionError,
+)
 
 
 def load_topology(path: Path):  # -> mdtraj.Topology
