@@ -37,6 +37,7 @@ from dynforecast.data.loading import load_systems
 from dynforecast.data.windows import WindowSpec
 from dynforecast.errors import DivergenceError, UsageError
 from dynforecast.io.atomic import check_output_path
+from dynforecast.io.export import check_export_target
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.batch import WindowBatch
@@ -323,7 +324,7 @@ def predict_file(
 
     check_output_path(output, overwrite=overwrite)
     if export is not None:
-        check_output_path(export, overwrite=overwrite)
+        check_export_target(export, overwrite=overwrite)
     torch_device = setup.resolve_device(device)
     trained = load_trained(checkpoint)
     systems = load_systems(data, [system] if system is not None else None)

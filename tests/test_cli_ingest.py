@@ -146,6 +146,17 @@ def test_interrupt_leaves_no_partial_output(run, tmp_path, monkeypatch):
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_directory_that_refuses_new_files_is_an_output_error(run):
+    # /proc passes the permission check even for root but refuses to create files: the error
+    # comes from HDF5 itself, after the checks, and must still be one line with exit 4.
+    result = run("ingest", NMR_PDB, "-o", "/proc/out.h5")
+    assert result.exit_code == 4
+    assert result.stderr.splitlines()[-1] == (
+        "error: /proc/out.h5: cannot write (No such file or directory)"
+    )
+
+
 def test_info_errors(run, tmp_path):
     text = tmp_path / "text.h5"
     text.write_text("not hdf5")

@@ -293,6 +293,20 @@ def test_predict_refuses_a_start_without_enough_given_frames(workspace, tmp_path
     assert not output.exists()
 
 
+def test_predict_refuses_an_unknown_export_format_before_writing_anything(workspace, tmp_path):
+    _, data, run, _ = workspace
+    output, export = tmp_path / "f.h5", tmp_path / "f.dcd"
+    result = invoke(
+        "predict", data, "--checkpoint", run / "best.pt", "--steps", 2, "-o", output,
+        "--export", export,
+    )  # fmt: skip
+    assert result.exit_code == 4
+    assert result.stderr == (
+        f"error: {export}: unknown export extension '.dcd' (supported: .pdb, .xyz, .extxyz, .bvh)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_diverging_rollout_writes_frames_then_exits_6(workspace, tmp_path):
     _, data, run, _ = workspace
     state = load_checkpoint(run / "best.pt")

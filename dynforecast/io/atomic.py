@@ -50,7 +50,8 @@ def atomic_output(path: str | Path, *, overwrite: bool = False) -> Iterator[Path
         os.replace(scratch, target)
     except OSError as exc:
         scratch.unlink(missing_ok=True)
-        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OutputError(f"{target}: cannot write ({reason})") from exc
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise

@@ -11,10 +11,23 @@ from pathlib import Path
 import numpy as np
 
 from dynforecast.errors import OutputError, UsageError
+from dynforecast.io.atomic import check_output_path
 from dynforecast.io.inputs import extension_of
 from dynforecast.io.trajectory import Trajectory
 
 EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh")
+
+
+def check_export_target(path: str | Path, *, overwrite: bool) -> None:
+    """Refuse an unknown export extension or an unusable output path before any work is done."""
+    path = Path(path)
+    extension = extension_of(path)
+    if extension not in EXPORT_EXTENSIONS:
+        raise OutputError(
+            f"{path}: unknown export extension {extension or '(none)'!r} "
+            f"(supported: {', '.join(EXPORT_EXTENSIONS)})"
+        )
+    check_output_path(path, overwrite=overwrite)
 
 
 def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool = False) -> None:
@@ -42,7 +55,4 @@ def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool 
 
         write_bvh(trajectory, path, overwrite=overwrite)
     else:
-        raise OutputError(
-            f"{path}: unknown export extension {extension or '(none)'!r} "
-            f"(supported: {', '.join(EXPORT_EXTENSIONS)})"
-        )
+        check_export_target(path, overwrite=overwrite)  # raises: the extension is unknown

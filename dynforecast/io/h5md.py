@@ -104,7 +104,12 @@ class H5MDWriter:
 
     def __enter__(self) -> H5MDWriter:
         scratch = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
-        self._file = h5py.File(scratch, "w", track_order=True)
+        try:
+            self._file = h5py.File(scratch, "w", track_order=True)
+        except OSError as exc:  # e.g. a directory that accepts no new files (/proc, quota)
+            # Hand the error to atomic_output, which cleans up and raises its OutputError.
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self._write_metadata(self._file)
         return self
 
