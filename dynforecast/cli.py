@@ -91,7 +91,7 @@ def ingest(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="PDB, XYZ/extended XYZ, or trajectories (DCD, XTC, TRR, ...) with --topology."
+            help="PDB, XYZ/extended XYZ, BVH, or trajectories (DCD, XTC, TRR, ...) with --topology."
         ),
     ],
     output: OutputOption,
@@ -113,7 +113,7 @@ def ingest(
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Convert molecular files into one H5MD file, one system per input."""
+    """Convert PDB, topology + trajectory, XYZ/extxyz and BVH files into one H5MD file, one system per input."""
     from contextlib import nullcontext
 
     from dynforecast.console import is_interactive, log, stderr
