@@ -22,6 +22,7 @@ from dynforecast.models.edft import AMPLITUDE_FORMS, batch_edft_features
 from dynforecast.models.features import NodeInput
 from dynforecast.models.layers import (
     EdgeMessageMLP,
+    SiLU,
     coordinate_head,
     coordinate_shift,
     edge_geometry,
@@ -111,7 +112,7 @@ class TemporalLayer(nn.Module):
         self.query = nn.Linear(hidden_dim, hidden_dim)
         self.key = nn.Linear(hidden_dim, hidden_dim)
         self.value = nn.Linear(hidden_dim, hidden_dim)
-        self.activation = nn.SiLU()
+        self.activation = SiLU()
         self.coordinate = coordinate_head(hidden_dim)
 
     def attention(self, h: Tensor) -> tuple[Tensor, Tensor]:
