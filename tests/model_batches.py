@@ -189,9 +189,9 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
         options = {"hidden_dim": 16, "num_layers": 2, "node_attr_dim": batch.node_attrs.shape[1]}
     elif name == "sake":
         options = {
-            "hidden": 8,
-            "heads": 2,
-            "layers": 2,
+            "hidden_dim": 8,
+            "num_heads": 2,
+            "num_layers": 2,
             "num_basis": 8,
             "node_attr_dim": batch.node_attrs.shape[1],
         }

@@ -36,3 +36,17 @@ def test_shape_mismatch_is_refused():
         str(info.value)
         == "expected left [E, A] and right [E, B] with equal E (got (3, 2) and (4, 2))"
     )
+
+
+def test_mixed_precision_factors_get_gradients_in_their_own_dtype() -> None:
+    # Under CUDA autocast SAKE multiplies float32 attention with bfloat16 messages; the same mix
+    # on the CPU must backpropagate (it once failed inside bmm with "expected scalar type").
+    left = torch.rand(7, 3, dtype=torch.float32, requires_grad=True)
+    right = torch.rand(7, 5, dtype=torch.bfloat16, requires_grad=True)
+    row_outer(left, right).float().square().sum().backward()
+    expected_left = left.detach().clone().requires_grad_(True)
+    expected_right = right.detach().float().requires_grad_(True)
+    (expected_left.unsqueeze(2) * expected_right.unsqueeze(1)).square().sum().backward()
+    assert left.grad.dtype == torch.float32 and right.grad.dtype == torch.bfloat16
+    assert torch.allclose(left.grad, expected_left.grad, rtol=1e-2)
+    assert torch.allclose(right.grad.float(), expected_right.grad, rtol=1e-2)

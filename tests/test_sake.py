@@ -16,7 +16,7 @@ from dynforecast.models.sake import Sake, input_velocity, sake_graph
 from dynforecast.models.sake_layer import SakeLayer, pair_geometry
 from dynforecast.models.symmetry import assert_equivariant, random_orthogonal
 
-SMALL = {"hidden": 8, "heads": 2, "layers": 2, "num_basis": 6}
+SMALL = {"hidden_dim": 8, "num_heads": 2, "num_layers": 2, "num_basis": 6}
 
 
 def all_pairs(sizes: list[int], offset_gaps: list[int] | None = None) -> tuple[Tensor, Tensor]:
@@ -192,7 +192,7 @@ def test_speed_input_without_any_velocity_is_refused():
         ({"dt_scale": "1/L"}, "expected dt_scale in (None, 'target_dt/L') (got '1/L')"),
         ({"init": "xavier"}, "expected init in ('lecun', 'torch') (got 'xavier')"),
         ({"cutoff": 0.0}, "expected a positive cutoff or None (got 0.0)"),
-        ({"layers": 0}, "expected layers >= 1 (got 0)"),
+        ({"num_layers": 0}, "expected num_layers >= 1 (got 0)"),
     ],
 )
 def test_bad_hyperparameters(options, message):
@@ -204,7 +204,7 @@ def test_bad_hyperparameters(options, message):
 def test_config_is_json_and_rebuilds_the_same_model():
     model = small_sake(cutoff=3.0, dt_scale="target_dt/L")
     config = json.loads(json.dumps(model.config))
-    assert config["name"] == "sake" and config["hidden"] == 8 and config["cutoff"] == 3.0
+    assert config["name"] == "sake" and config["hidden_dim"] == 8 and config["cutoff"] == 3.0
     rebuilt = model_from_config(config).double()
     rebuilt.load_state_dict(model.state_dict())
     batch = make_batch([4])
@@ -212,11 +212,11 @@ def test_config_is_json_and_rebuilds_the_same_model():
 
 
 def test_lecun_init_has_zero_biases_and_fan_in_variance():
-    model = create_model("sake", hidden=64, layers=1)
+    model = create_model("sake", hidden_dim=64, num_layers=1)
     mixing = model.layers[0].coefficient_mixing.weight
     assert abs(mixing.var().item() * mixing.shape[1] - 1.0) < 0.05
     assert all(b.abs().max() == 0 for n, b in model.named_parameters() if n.endswith("bias"))
-    torch_init = create_model("sake", hidden=64, layers=1, init="torch")
+    torch_init = create_model("sake", hidden_dim=64, num_layers=1, init="torch")
     assert torch_init.layers[0].edge_in.bias.abs().max() > 0
 
 
@@ -264,20 +264,20 @@ def test_parameter_count_nbody_default_against_reference():
 )
 def test_parameter_count_formula(f, h, layers, d_in):
     model = create_model(
-        "sake", hidden=f, heads=h, layers=layers, species="none", node_attr_dim=d_in - 1
+        "sake", hidden_dim=f, num_heads=h, num_layers=layers, species="none", node_attr_dim=d_in - 1
     )
     assert count(model) == expected_parameters(d_in, f, h, layers)
     variant_a = create_model(
-        "sake", hidden=f, heads=h, layers=layers, attention="euclidean_softmax_2022"
+        "sake", hidden_dim=f, num_heads=h, num_layers=layers, attention="euclidean_softmax_2022"
     )
     assert (
-        count(variant_a) - count(create_model("sake", hidden=f, heads=h, layers=layers))
+        count(variant_a) - count(create_model("sake", hidden_dim=f, num_heads=h, num_layers=layers))
         == h * layers
     )
 
 
 def test_parameter_count_motion_and_sweep_references():
-    sweep = create_model("sake", hidden=32, layers=5, species="none", node_attr_dim=1)
+    sweep = create_model("sake", hidden_dim=32, num_layers=5, species="none", node_attr_dim=1)
     assert count(sweep) + 5 * 4 + (32 * 32 + 32 + 32 + 1) == 192_535
     motion = create_model("sake", species="one_hot", species_vocabulary=list(range(31)))
     lazy_velocity_mlp = 64 * 64 + 2 * 64
@@ -461,8 +461,8 @@ def test_variant_a_attention_is_nearly_uniform_for_five_particles():
 
 def test_dt_scale_scales_each_position_step():
     """x' = x + (target_dt / L) v' instead of x + v'; one layer, so v' is the same in both."""
-    model = small_sake(layers=1, dt_scale="target_dt/L")
-    reference = small_sake(layers=1)
+    model = small_sake(num_layers=1, dt_scale="target_dt/L")
+    reference = small_sake(num_layers=1)
     reference.load_state_dict(model.state_dict())
     batch = make_batch([4]).replace(target_dt=2.5)
     x0 = batch.positions[:, -1]

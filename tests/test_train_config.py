@@ -51,11 +51,11 @@ def test_parse_override_refuses_missing_value():
 def test_precedence_file_then_set_then_options(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(
-        'seed = 5\n[optim]\nlr = 0.01\nepochs = 3\n[model]\nname = "sake"\nhidden = 8\n'
+        'seed = 5\n[optim]\nlr = 0.01\nepochs = 3\n[model]\nname = "sake"\nhidden_dim = 8\n'
     )
-    config = resolve_config(path, ["optim.lr=0.02", "model.hidden=16"], {"optim.epochs": 7})
+    config = resolve_config(path, ["optim.lr=0.02", "model.hidden_dim=16"], {"optim.epochs": 7})
     assert (config.seed, config.optim.lr, config.optim.epochs) == (5, 0.02, 7)
-    assert config.model.name == "sake" and dict(config.model.hyperparameters) == {"hidden": 16}
+    assert config.model.name == "sake" and dict(config.model.hyperparameters) == {"hidden_dim": 16}
 
 
 def test_json_config_and_none_clears_optional(tmp_path):

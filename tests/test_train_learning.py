@@ -18,7 +18,12 @@ from dynforecast.train.run import train
 
 SMALL_MODELS = {
     "estag": [],
-    "sake": ["model.hidden=16", "model.heads=2", "model.layers=2", 'model.dt_scale="target_dt/L"'],
+    "sake": [
+        "model.hidden_dim=16",
+        "model.num_heads=2",
+        "model.num_layers=2",
+        'model.dt_scale="target_dt/L"',
+    ],
     "egnn": ["model.hidden_dim=32", "model.num_layers=3"],
 }
 

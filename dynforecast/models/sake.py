@@ -58,7 +58,8 @@ class Sake(ForecastModel):
     """Spatial Attention Kinetic Network (Wang & Chodera 2023) as a forecaster.
 
     Args:
-        hidden: F (64). heads: H (4). layers: L (4). num_basis: K (50).
+        hidden_dim: F (64). num_heads: H (4). num_layers: L (4). num_basis: K (50). (Names shared
+            with the other models, so that --set model.hidden_dim works for every one.)
         attention, cutoff, use_semantic_attention, use_euclidean_attention,
             use_spatial_attention: see `SakeLayer` (spec §1).
         dt_scale: None (x' = x + v', reference) or "target_dt/L".
@@ -73,9 +74,9 @@ class Sake(ForecastModel):
 
     def __init__(
         self,
-        hidden: int = 64,
-        heads: int = 4,
-        layers: int = 4,
+        hidden_dim: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 4,
         num_basis: int = 50,
         attention: str = "semantic",
         cutoff: float | None = None,
@@ -91,19 +92,19 @@ class Sake(ForecastModel):
         speed: bool = True,
     ) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"expected layers >= 1 (got {layers})")
+        if num_layers < 1:
+            raise ValueError(f"expected num_layers >= 1 (got {num_layers})")
         if dt_scale not in DT_SCALES:
             raise ValueError(f"expected dt_scale in {DT_SCALES} (got {dt_scale!r})")
         if init not in INITS:
             raise ValueError(f"expected init in {INITS} (got {init!r})")
         self.node_input = NodeInput.from_options(species, species_vocabulary, node_attr_dim)
         self.speed, self.use_velocity, self.dt_scale = speed, use_velocity, dt_scale
-        self.embedding = nn.Linear(self.node_input.dim + int(speed), hidden)
+        self.embedding = nn.Linear(self.node_input.dim + int(speed), hidden_dim)
         self.layers = nn.ModuleList(
             SakeLayer(
-                hidden,
-                heads,
+                hidden_dim,
+                num_heads,
                 num_basis,
                 attention,
                 cutoff,
@@ -111,7 +112,7 @@ class Sake(ForecastModel):
                 use_euclidean_attention,
                 use_spatial_attention,
             )
-            for _ in range(layers)
+            for _ in range(num_layers)
         )
         if init == "lecun":
             lecun_normal_(self)

@@ -25,10 +25,13 @@ class _RowOuter(torch.autograd.Function):
         left, right = ctx.saved_tensors
         blocks = grad.reshape(left.shape[0], left.shape[1], right.shape[1])
         grad_left = grad_right = None
+        # Under autocast the factors may differ in dtype (float32 attention, bfloat16 messages):
+        # compute in the gradient's dtype, hand each gradient back in its input's dtype.
         if ctx.needs_input_grad[0]:
-            grad_left = torch.bmm(blocks, right.unsqueeze(2)).squeeze(2)
+            grad_left = torch.bmm(blocks, right.to(blocks.dtype).unsqueeze(2)).squeeze(2)
+            grad_left = grad_left.to(left.dtype)
         if ctx.needs_input_grad[1]:
-            grad_right = (blocks * left.unsqueeze(2)).sum(1)
+            grad_right = (blocks * left.to(blocks.dtype).unsqueeze(2)).sum(1).to(right.dtype)
         return grad_left, grad_right
 
 
