@@ -80,14 +80,27 @@ class SpatialLayer(nn.Module):
             num_nodes,
             inverse_degree,
         )
-        parts = [h, scatter_sum(messages, edge_dst, num_nodes)]
+        return h + self.node_update(h, scatter_sum(messages, edge_dst, num_nodes), node_features), x
+
+    def node_update(self, h: Tensor, aggregated: Tensor, node_features: Tensor | None) -> Tensor:
+        """phi_h([h || sum_j m_ij || c]) with the first Linear split by input block.
+
+        W [h || a || c] = W_h h + W_a a + W_c c: the frame-independent W_c c is computed once per
+        node and broadcast over frames, instead of copying c to every frame and concatenating.
+        Shapes: h, aggregated [V, T, H], node_features [V, K] or None -> [V, T, H].
+        """
+        first, hidden = self.node[0], h.shape[-1]
+        weight = first.weight
+        pre = torch.addmm(first.bias, h.reshape(-1, hidden), weight[:, :hidden].t())
+        pre = pre.addmm(aggregated.reshape(-1, hidden), weight[:, hidden : 2 * hidden].t())
+        pre = pre.view(h.shape)
         if self.node_feature_dim:
             if node_features is None:
                 raise ValueError(
                     f"expected node features of width {self.node_feature_dim} (got None)"
                 )
-            parts.append(node_features.unsqueeze(1).expand(-1, h.shape[1], -1))
-        return h + self.node(torch.cat(parts, dim=-1)), x
+            pre = pre + (node_features @ weight[:, 2 * hidden :].t()).unsqueeze(1)
+        return self.node[1:](pre)
 
 
 class TemporalLayer(nn.Module):
