@@ -57,11 +57,17 @@ def cross_spectrum(coefficients: Tensor, edge_src: Tensor, edge_dst: Tensor) -> 
     """|sum_d conj(f_i,d(k)) f_j,d(k)| per edge and frequency, i = edge_dst, j = edge_src.
 
     The modulus of a Hermitian inner product: symmetric in i and j, invariant to O(3) and phases.
+    Computed in real arithmetic on (real, imaginary) pairs, a = f_i, b = f_j:
+    conj(a).b = sum_d (a_re b_re + a_im b_im) + i sum_d (a_re b_im - a_im b_re). On the CPU,
+    gathering and multiplying complex tensors is several times slower than the same on reals.
     Shapes: complex [V, K, 3] -> real [E, K].
     """
-    receiver = coefficients.index_select(0, edge_dst)
-    sender = coefficients.index_select(0, edge_src)
-    return (receiver.conj() * sender).sum(-1).abs()
+    pairs = torch.view_as_real(coefficients.contiguous())  # [V, K, 3, 2]
+    receiver = pairs.index_select(0, edge_dst)
+    sender = pairs.index_select(0, edge_src)
+    real = (receiver * sender).sum((-2, -1))
+    imaginary = (receiver[..., 0] * sender[..., 1] - receiver[..., 1] * sender[..., 0]).sum(-1)
+    return torch.hypot(real, imaginary)
 
 
 def amplitude(coefficients: Tensor, form: str) -> Tensor:
