@@ -173,9 +173,12 @@ def main(cases: list[Case] = CASES) -> None:
     args = parser.parse_args()
     if args.retain_freed_memory and not retain_freed_memory():
         parser.error("--retain-freed-memory: this C library does not accept the malloc tuning")
-    rows = run_cases(
-        cases, args.threads, args.repeats, args.warmup, args.rounds, args.reference_dir
-    )
+    try:
+        rows = run_cases(
+            cases, args.threads, args.repeats, args.warmup, args.rounds, args.reference_dir
+        )
+    except (FileNotFoundError, ImportError, RuntimeError) as error:
+        parser.error(f"--reference-dir: {error}")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
