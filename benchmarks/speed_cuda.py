@@ -53,7 +53,9 @@ def timed_pair(
     return median_ms(forward, repeats, 5), median_ms(forward_backward, repeats, 5)
 
 
-def run(repeats: int, use_compile: bool) -> list[dict]:
+def run(repeats: int, use_compile: bool, report: Callable[[dict], None]) -> list[dict]:
+    """Time every case and variant; ``report`` gets each row as soon as it exists, so a variant
+    that fails (its error is recorded in the row) does not lose the rows measured before it."""
     device = torch.device("cuda")
     results = []
     for name, build_model, build_batch in cases():
@@ -74,7 +76,13 @@ def run(repeats: int, use_compile: bool) -> list[dict]:
             variants.append(("compiled_fp32", compiled, False))
         baseline = None
         for variant, fn, autocast in variants:
-            forward_ms, backward_ms = timed_pair(fn, model, batch, repeats, autocast)
+            try:
+                forward_ms, backward_ms = timed_pair(fn, model, batch, repeats, autocast)
+            except RuntimeError as exc:
+                row = {"model": name, "variant": variant, "error": str(exc).splitlines()[0]}
+                results.append(row)
+                report(row)
+                continue
             if baseline is None:
                 baseline = backward_ms
             results.append(
@@ -89,6 +97,7 @@ def run(repeats: int, use_compile: bool) -> list[dict]:
                     "compile_s": compile_seconds if variant == "compiled_fp32" else None,
                 }
             )
+            report(results[-1])
     return results
 
 
@@ -101,19 +110,25 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device; this benchmark needs one")
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}")
-    rows = run(args.repeats, not args.no_compile)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(run(args.repeats, not args.no_compile, lambda row: None), indent=1))
         return
     header = f"{'model':16} {'variant':20} {'batch':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'samples/s':>10} {'x eager':>7}"
     print(header)
-    for r in rows:
+
+    def print_row(r: dict) -> None:
+        if "error" in r:
+            print(f"{r['model']:16} {r['variant']:20} failed: {r['error']}", flush=True)
+            return
         print(
             f"{r['model']:16} {r['variant']:20} {r['batch']:>5} {r['forward_ms']:>8.2f} "
             f"{r['forward_backward_ms']:>10.2f} {r['samples_per_s_train']:>10} "
             f"{r['speedup_vs_eager_fp32']:>7.2f}"
-            + (f"  compile {r['compile_s']} s" if r["compile_s"] else "")
+            + (f"  compile {r['compile_s']} s" if r["compile_s"] else ""),
+            flush=True,
         )
+
+    run(args.repeats, not args.no_compile, print_row)
 
 
 if __name__ == "__main__":
