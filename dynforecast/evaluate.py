@@ -50,7 +50,7 @@ class EvaluationReport:
         )
         rows = [
             f"{self.checkpoint} (epoch {self.epoch}) on {self.data}, split {self.split}: "
-            f"MSE in {self.unit}",
+            f"MSE {_unit_phrase(self.unit)}",
             header,
             _row("all", self.windows, [self.mse, *self.baselines.values()]),
         ]
@@ -131,6 +131,11 @@ def evaluate_checkpoint(
         baselines={name: sums[name].mse if name in sums else None for name in setup.BASELINES},
         per_system=per_system,
     )
+
+
+def _unit_phrase(unit: str) -> str:
+    """'in nm^2', or 'dimensionless' for H5MD's unit '1' ('MSE in 1' reads like a count)."""
+    return "(dimensionless)" if unit == "1" else f"in {unit}"
 
 
 def _row(name: str, windows: int, values: list[float | None]) -> str:

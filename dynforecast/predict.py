@@ -295,10 +295,14 @@ class PredictSummary:
 
     def line(self) -> str:
         exported = f" and {self.export}" if self.export is not None else ""
+        grid = (
+            "every stored frame"
+            if self.frame_stride == 1
+            else f"one every {self.frame_stride} stored frames"
+        )
         return (
             f"wrote {self.output}{exported}: system {self.system}, {self.given} given frames "
-            f"ending at frame {self.start} + {self.predicted} predicted, one every "
-            f"{self.frame_stride} stored frames"
+            f"ending at frame {self.start} + {self.predicted} predicted, {grid}"
         )
 
 

@@ -129,7 +129,7 @@ def test_evaluate_table(workspace):
     result = invoke("evaluate", run / "best.pt", data, "--split", "val")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{run / 'best.pt'} (epoch 2) on {data}, split val: MSE in 1"
+    assert lines[0] == f"{run / 'best.pt'} (epoch 2) on {data}, split val: MSE (dimensionless)"
     assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity"]
     assert lines[2].split()[:2] == ["all", "78"]
 
@@ -144,7 +144,7 @@ def test_predict_and_export(workspace):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (
         f"wrote {output} and {export}: system traj00003, 10 given frames ending at frame 20 "
-        "+ 15 predicted, one every 1 stored frames\n"
+        "+ 15 predicted, every stored frame\n"
     )
     (forecast,) = read_h5md(output)
     source = load_systems(data, ["traj00003"])[0]
@@ -327,3 +327,17 @@ def test_diverging_rollout_writes_frames_then_exits_6(workspace, tmp_path):
     flags = read_is_forecast(output, "traj00000")
     assert flags.tolist() == [0] * 10 + [1] * predicted
     assert np.isfinite(read_h5md(output)[0].positions).all()
+
+
+def test_evaluate_table_names_a_physical_unit():
+    from dynforecast.evaluate import EvaluationReport
+
+    report = EvaluationReport(
+        checkpoint=Path("run/best.pt"), data=Path("adk.h5"), split="test", model="estag",
+        epoch=3, windows=2, mse=0.5, unit="nm^2",
+        baselines={"stay": 1.0, "constant_velocity": None}, per_system={},
+    )  # fmt: skip
+    assert (
+        report.table().splitlines()[0] == "run/best.pt (epoch 3) on adk.h5, split test: MSE in nm^2"
+    )
+    assert report.table().splitlines()[2].split() == ["all", "2", "0.5", "1", "n/a"]
