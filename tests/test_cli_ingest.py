@@ -97,6 +97,7 @@ def test_existing_output_needs_overwrite(run, tmp_path):
     [
         (["{tmp}/missing.pdb"], 3, "{tmp}/missing.pdb: no such file"),
         (["{tmp}/empty.pdb"], 3, "{tmp}/empty.pdb: empty file"),
+        (["{tmp}/folder.pdb"], 3, "{tmp}/folder.pdb: is a directory, not a file"),
         (
             ["{tmp}/notes.txt"],
             3,
@@ -119,6 +120,7 @@ def test_existing_output_needs_overwrite(run, tmp_path):
 def test_ingest_errors_are_one_line_with_exit_code(run, tmp_path, args, code, message):
     (tmp_path / "empty.pdb").write_text("")
     (tmp_path / "notes.txt").write_text("hello\n")
+    (tmp_path / "folder.pdb").mkdir()
     args = [a.format(tmp=tmp_path) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "out.h5")]
