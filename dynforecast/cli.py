@@ -29,6 +29,20 @@ app = typer.Typer(
 
 _state = {"debug": False}
 
+# Typer's own control flow (exit codes, aborts, usage errors) must pass the catch-all below; the
+# classes moved between typer releases (click's in older ones, typer's own in newer), so collect those
+# this typer has.
+_TYPER_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
+    cls
+    for cls in (
+        typer.Exit,
+        typer.Abort,
+        getattr(typer, "BadParameter", None),
+        getattr(getattr(typer, "exceptions", None), "TyperException", None),
+    )
+    if isinstance(cls, type)
+)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -47,6 +61,18 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except _TYPER_CONTROL_FLOW:
+            raise
+        except Exception as exc:  # a bug: one line and exit 1, the traceback under --debug
+            if _state["debug"]:
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+            print(
+                f"error: internal error ({type(exc).__name__}: {reason}); "
+                "rerun with --debug for the traceback and please report it",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

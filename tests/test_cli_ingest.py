@@ -177,6 +177,23 @@ def test_debug_shows_the_traceback(run, tmp_path):
     assert type(result.exception).__name__ == "InputError"
 
 
+def test_a_bug_is_one_line_with_exit_1_and_its_traceback_under_debug(run, tmp_path, monkeypatch):
+    import dynforecast.io.info
+
+    def broken(path):
+        raise RuntimeError("shape mismatch\nsecond line")
+
+    monkeypatch.setattr(dynforecast.io.info, "describe_h5md", broken)
+    result = run("info", tmp_path / "any.h5")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: internal error (RuntimeError: shape mismatch); "
+        "rerun with --debug for the traceback and please report it\n"
+    )
+    debug = CliRunner().invoke(app, ["--debug", "info", str(tmp_path / "any.h5")])
+    assert debug.exit_code == 1 and isinstance(debug.exception, RuntimeError)
+
+
 def test_stdout_of_a_real_process_carries_only_results(tmp_path):
     """C-level chatter (mdtraj's DCD plugin printf) must not reach file descriptor 1."""
     import subprocess

@@ -15,7 +15,7 @@ from dynforecast.models.edft import (
     cross_spectrum,
     fourier_coefficients,
 )
-from dynforecast.models.estag import TemporalLayer
+from dynforecast.models.estag import ESTAG, TemporalLayer
 from dynforecast.models.symmetry import assert_equivariant, random_orthogonal, transform_batch
 
 T = 6
@@ -267,15 +267,22 @@ def test_batch_with_another_number_of_frames_is_refused() -> None:
             {"node_input": "charge"},
             r"^expected node_input in \('atomic_number', 'one_hot'\) \(got 'charge'\)$",
         ),
+        ({"hidden_dim": 0}, r"^expected hidden_dim >= 1 \(got 0\)$"),
+        ({"num_past_frames": 0}, r"^expected num_past_frames >= 1 \(got 0\)$"),
         (
-            {"hidden_dim": 0},
-            r"^expected hidden_dim, num_layers, num_past_frames >= 1 \(got 0, 2, 10\)$",
+            {"temporal_attention": "yes"},
+            r"^expected temporal_attention of type bool \(got 'yes'\)$",
         ),
     ],
 )
 def test_invalid_options_are_refused_with_one_clear_message(options, message) -> None:
     with pytest.raises(ValueError, match=message):
         create_model("estag", **options)
+
+
+def test_the_constructor_itself_refuses_sizes_below_one() -> None:
+    with pytest.raises(ValueError, match=r"^expected hidden_dim, num_layers, num_past_frames >= 1"):
+        ESTAG(hidden_dim=0)
 
 
 def reference_parameter_count(h: int, layers: int, t: int) -> int:

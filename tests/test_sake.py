@@ -193,6 +193,15 @@ def test_speed_input_without_any_velocity_is_refused():
         ({"init": "xavier"}, "expected init in ('lecun', 'torch') (got 'xavier')"),
         ({"cutoff": 0.0}, "expected a positive cutoff or None (got 0.0)"),
         ({"num_layers": 0}, "expected num_layers >= 1 (got 0)"),
+        ({"hidden_dim": -3}, "expected hidden_dim >= 1 (got -3)"),
+        ({"hidden_dim": "abc"}, "expected hidden_dim of type int (got 'abc')"),
+        ({"hidden_dim": 64.0}, "expected hidden_dim of type int (got 64.0)"),
+        ({"speed": 1}, "expected speed of type bool (got 1)"),
+        ({"cutoff": "x"}, "expected cutoff of type float or none (got 'x')"),
+        (
+            {"species_vocabulary": [1, "a"]},
+            "expected species_vocabulary of type list of int (got [1, 'a'])",
+        ),
     ],
 )
 def test_bad_hyperparameters(options, message):

@@ -82,7 +82,10 @@ def test_unknown_model_and_hyperparameter():
         _resolve([make_system("a", 30, 3)], "model.name=gnn")
     with pytest.raises(UsageError) as caught:
         setup.build_model(_resolve([make_system("a", 30, 3)], "model.hidden_dim=0"))
-    assert str(caught.value).startswith("model 'estag': expected hidden_dim, num_layers")
+    assert str(caught.value) == "model 'estag': expected hidden_dim >= 1 (got 0)"
+    with pytest.raises(UsageError) as caught:
+        setup.build_model(_resolve([make_system("a", 30, 3)], "model.hidden_dim='16'"))
+    assert str(caught.value) == "model 'estag': expected hidden_dim of type int (got '16')"
 
 
 def test_velocity_use_is_detected_through_gradients():

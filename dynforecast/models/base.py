@@ -9,7 +9,9 @@ even if a default changes in a later version.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -17,6 +19,12 @@ from torch import Tensor, nn
 from dynforecast.models.batch import WindowBatch
 
 _REGISTRY: dict[str, type[ForecastModel]] = {}
+
+# Layer widths and counts: the constructors of every model use these names for sizes that must be
+# at least 1 (torch would otherwise fail deep inside a layer with a message about tensor shapes).
+POSITIVE_SIZES = frozenset(
+    {"hidden_dim", "num_heads", "num_layers", "num_basis", "num_past_frames"}
+)
 
 
 class ForecastModel(nn.Module):
@@ -67,12 +75,60 @@ def create_model(name: str, **hyperparameters: Any) -> ForecastModel:
         raise ValueError(
             f"expected hyperparameters of {name!r} among {accepted} (got unknown {unknown})"
         )
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in hyperparameters.items():
+        check_hyperparameter(key, value, hints.get(key, Any))
     bound = signature.bind_partial(None, **hyperparameters)
     bound.apply_defaults()
     resolved = {k: v for k, v in bound.arguments.items() if k != "self"}
     model = cls(**resolved)
     model.config = {"name": name, **resolved}
     return model
+
+
+def check_hyperparameter(key: str, value: Any, annotation: Any) -> None:
+    """Refuse a value of the wrong type for its constructor annotation, or a size below 1.
+
+    Values arrive from TOML, JSON and ``--set``, so a typo becomes a string or a negative number
+    long before torch sees it; this turns it into one ValueError naming the hyperparameter.
+    """
+    if not _matches(value, annotation):
+        raise ValueError(f"expected {key} of type {_type_name(annotation)} (got {value!r})")
+    if key in POSITIVE_SIZES and value < 1:
+        raise ValueError(f"expected {key} >= 1 (got {value})")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Sequence):
+        (item,) = typing.get_args(annotation) or (Any,)
+        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    return True  # annotations this check does not model are left to the constructor
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "none"
+    if typing.get_origin(annotation) is not None:
+        (item,) = typing.get_args(annotation) or (Any,)
+        return f"list of {_type_name(item)}"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def model_from_config(config: dict[str, Any]) -> ForecastModel:
