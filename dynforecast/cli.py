@@ -137,14 +137,23 @@ def ingest(
         int | None,
         typer.Option(help="Frames read and written at a time [default: about 8 MiB of them]."),
     ] = None,
+    time_step: Annotated[
+        str | None,
+        typer.Option(
+            help="Time between the input's frames, e.g. '2 ps' or '0.5 fs' (fs, ps, ns, ms, s); "
+            "replaces the file's own times. DCD, BINPOS and multi-model PDB store none."
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Convert PDB, topology + trajectory, XYZ/extxyz and BVH files into one H5MD file, one system per input."""
     from contextlib import nullcontext
 
     from dynforecast.console import is_interactive, log, stderr
-    from dynforecast.io.ingest import format_ingest_summary
+    from dynforecast.io.ingest import TimeStep, format_ingest_summary
     from dynforecast.io.ingest import ingest as run_ingest
+
+    parsed_time_step = TimeStep.parse(time_step) if time_step is not None else None
 
     spinner = stderr.status("ingesting") if is_interactive() else nullcontext()
     with spinner as status:
@@ -162,10 +171,16 @@ def ingest(
             stride=stride,
             chunk_frames=chunk_frames,
             overwrite=overwrite,
+            time_step=parsed_time_step,
             progress=progress,
         )
     for system in systems:
         log(f"ingested {system.source} -> {output}:{system.name} ({system.frames} frames)")
+        if system.time_unit == "1" and system.frames > 1:
+            log(
+                f"note: {system.source}: the file stores no times; time is the frame index "
+                "(give --time-step, e.g. --time-step '2 ps')"
+            )
     print(format_ingest_summary(systems, output))
 
 

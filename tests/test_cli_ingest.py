@@ -48,7 +48,8 @@ def test_ingest_prints_summary_and_info_reads_it_back(run, tmp_path):
     (system,) = summary["systems"]
     assert (system["name"], system["frames"], system["particles"]) == ("adk_dims", 49, 3341)
     assert system["species"] == {"H": 1685, "C": 1040, "N": 289, "O": 320, "S": 7}
-    assert system["time_step"] == 2.0 and system["nan_count"] == 0
+    # the DCD header's clock: frames 1 ps apart (CHARMM AKMA units), stride 2
+    assert system["time_step"] == pytest.approx(2 * 0.99999991192) and system["nan_count"] == 0
 
     text = run("info", out)
     assert text.exit_code == 0
@@ -77,6 +78,44 @@ def test_several_inputs_with_names_and_selection(run, tmp_path):
     assert (first.name, second.name) == ("all_frames", "every_tenth")
     assert first.n_particles == 28 and set(first.names) == {"CA"}
     np.testing.assert_array_equal(first.positions, second.positions)
+
+
+def test_time_step_replaces_the_file_times_and_untimed_files_get_a_note(run, tmp_path):
+    untimed = run("ingest", NMR_PDB, "-o", tmp_path / "nmr.h5")
+    assert untimed.exit_code == 0, untimed.stderr
+    assert untimed.stdout.splitlines()[2].split()[4:6] == ["nm,", "1"]
+    assert untimed.stderr.splitlines()[-1] == (
+        f"note: {NMR_PDB}: the file stores no times; time is the frame index "
+        "(give --time-step, e.g. --time-step '2 ps')"
+    )
+    timed = run("ingest", NMR_PDB, "--stride", 3, "--time-step", "0.5 ns", "-o", tmp_path / "t.h5")
+    assert timed.exit_code == 0, timed.stderr
+    assert "note:" not in timed.stderr
+    (traj,) = read_h5md(tmp_path / "t.h5")
+    assert traj.time_unit == "ps"
+    np.testing.assert_array_equal(traj.time, np.arange(0, 24, 3) * 500.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "2",
+            "--time-step '2': expected a number and a unit, one of fs, ps, ns, ms, s (e.g. '2 ps')",
+        ),
+        (
+            "2 hours",
+            "--time-step '2 hours': expected a number and a unit, one of fs, ps, ns, ms, s (e.g. '2 ps')",
+        ),
+        ("0 fs", "--time-step '0 fs': expected a positive time"),
+        ("-1ps", "--time-step '-1ps': expected a positive time"),
+    ],
+)
+def test_bad_time_step_is_a_usage_error(run, tmp_path, value, message):
+    result = run("ingest", NMR_PDB, "--time-step", value, "-o", tmp_path / "out.h5")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {message}\n"
+    assert files_in(tmp_path) == []
 
 
 def test_existing_output_needs_overwrite(run, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from MDAnalysisTests import datafiles
 
 from dynforecast.errors import InputError, UsageError
+from dynforecast.io.dcd_header import read_dcd_clock
 from dynforecast.io.export import export_trajectory
 from dynforecast.io.h5md import read_h5md
 from dynforecast.io.ingest import ingest
@@ -42,7 +43,10 @@ def test_multi_model_pdb_matches_mdtraj():
     np.testing.assert_array_equal(traj.positions, reference.xyz)
     np.testing.assert_array_equal(traj.time, reference.time)
     np.testing.assert_array_equal(traj.step, np.arange(24))
-    assert (traj.length_unit, traj.time_unit) == ("nm", "ps")
+    assert (traj.length_unit, traj.time_unit) == (
+        "nm",
+        "1",
+    )  # multi-model PDB stores no times: frame indices
     atoms = list(reference.topology.atoms)
     assert traj.species.tolist() == [a.element.atomic_number for a in atoms]
     assert traj.names == [a.name for a in atoms]
@@ -326,13 +330,52 @@ def test_xyz_round_trip_keeps_float32_positions_velocities_and_time(tmp_path):
 
 
 def test_nm_system_exports_to_xyz_in_angstrom_and_fs(tmp_path):
-    original = read_trajectory(NMR_PDB)
-    export_trajectory(original, tmp_path / "nmr.xyz")
-    again = read_trajectory(tmp_path / "nmr.xyz")
+    original = read_trajectory(ADK_DCD, topology=ADK_PSF, select="name CA")
+    export_trajectory(original, tmp_path / "adk.xyz")
+    again = read_trajectory(tmp_path / "adk.xyz")
     assert (again.length_unit, again.time_unit) == ("Angstrom", "fs")
     np.testing.assert_allclose(again.positions, original.positions * 10, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(again.time, original.time * 1000)
     np.testing.assert_array_equal(again.species, original.species)
+
+
+def test_untimed_pdb_exports_to_xyz_without_times(tmp_path):
+    original = read_trajectory(NMR_PDB)
+    assert original.time_unit == "1"
+    export_trajectory(original, tmp_path / "nmr.xyz")
+    assert "time=" not in (tmp_path / "nmr.xyz").read_text()
+    again = read_trajectory(tmp_path / "nmr.xyz")
+    assert again.time_unit == "1"
+    np.testing.assert_array_equal(again.time, original.time)
+
+
+@pytest.mark.parametrize(
+    "name", ["adk_dims.dcd", "adk_dims2.dcd", "watdyn.dcd", "adk_gbis_tmd-fast1_NAMD.dcd"]
+)
+def test_dcd_times_come_from_the_header_like_mdanalysis(name):
+    import warnings
+
+    import MDAnalysis
+
+    path = os.path.join(os.path.dirname(ADK_DCD), name)
+    clock = read_dcd_clock(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        reader = MDAnalysis.coordinates.DCD.DCDReader(path)
+        expected = [ts.time for ts in reader[:3]]
+        reader.close()
+    np.testing.assert_allclose(clock.times(np.arange(3)), expected, rtol=1e-12)
+
+
+def test_dcd_header_without_a_time_step_gives_no_clock(tmp_path):
+    header = bytearray(open(ADK_DCD, "rb").read(92))
+    header[44:48] = bytes(4)  # DELTA = 0
+    broken = tmp_path / "no_delta.dcd"
+    broken.write_bytes(bytes(header))
+    assert read_dcd_clock(broken) is None
+    (tmp_path / "short.dcd").write_bytes(b"\x54\x00")
+    assert read_dcd_clock(tmp_path / "short.dcd") is None
+    assert read_dcd_clock(NMR_PDB) is None  # not a DCD
 
 
 def test_bvh_ingests_through_the_same_dispatcher_and_exports_back(tmp_path):

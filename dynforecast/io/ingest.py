@@ -7,9 +7,14 @@ trajectory's length. The output appears only when every input converted (atomic 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from dynforecast.errors import UsageError
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
@@ -18,6 +23,57 @@ from dynforecast.io.table import format_table
 
 #: Called after each chunk with (system name, frames written so far).
 ProgressCallback = Callable[[str, int], None]
+
+
+#: Units `--time-step` accepts, as (recorded unit, factor): ns and ms are stored as ps and s.
+_TIME_STEP_UNITS = {
+    "fs": ("fs", 1.0),
+    "ps": ("ps", 1.0),
+    "ns": ("ps", 1e3),
+    "ms": ("s", 1e-3),
+    "s": ("s", 1.0),
+}
+_TIME_STEP = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class TimeStep:
+    """Time between consecutive frames of an input, replacing the times the file carries.
+
+    DCD, BINPOS and multi-model PDB files (and XYZ without ``time=``) store no time per frame; a
+    user who knows the saving interval gives it here so that the data's frame spacing, which
+    checkpoints check, is a real time.
+    """
+
+    value: float
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str) -> TimeStep:
+        """'2 ps', '0.5fs', '1ns' (stored as 1000 ps), '8.3ms' (stored in s)."""
+        match = _TIME_STEP.match(text)
+        number = _float_or_none(match.group(1)) if match else None
+        unit = match.group(2) if match else None
+        if number is None or unit not in _TIME_STEP_UNITS:
+            raise UsageError(
+                f"--time-step {text!r}: expected a number and a unit, one of "
+                f"{', '.join(_TIME_STEP_UNITS)} (e.g. '2 ps')"
+            )
+        if not (math.isfinite(number) and number > 0):
+            raise UsageError(f"--time-step {text!r}: expected a positive time")
+        recorded, factor = _TIME_STEP_UNITS[unit]
+        return cls(number * factor, recorded)
+
+    def times(self, frame_indices: np.ndarray) -> np.ndarray:
+        """Times of the input's frames with these indices (stride already in the indices)."""
+        return frame_indices.astype(np.float64) * self.value
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -67,11 +123,13 @@ def ingest(
     chunk_frames: int | None = None,
     overwrite: bool = False,
     compression: str | None = None,
+    time_step: TimeStep | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[IngestedSystem]:
     """Convert ``inputs`` into the H5MD file ``output``; return one summary per system.
 
     ``topology`` (a PDB/PSF/GRO/... file) applies to every input, which are then trajectories.
+    ``time_step``, if given, replaces every input's own frame times.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -85,12 +143,13 @@ def ingest(
         for path, name in zip(paths, chosen, strict=True):
             system = open_input(path, name=name, topology=topology, **options)
             header = system.header
+            if time_step is not None:
+                header = dataclasses.replace(header, time_unit=time_step.unit)
             add_trajectory_system(writer, header, has_velocities=system.has_velocities)
             frames = 0
             for chunk in system.chunks:
-                writer.append_frames(
-                    name, chunk.positions, chunk.time, chunk.step, chunk.velocities
-                )
+                time = chunk.time if time_step is None else time_step.times(chunk.step)
+                writer.append_frames(name, chunk.positions, time, chunk.step, chunk.velocities)
                 frames += chunk.n_frames
                 if progress is not None:
                     progress(name, frames)

@@ -1,6 +1,10 @@
 """Molecular inputs read with mdtraj: PDB (one or many MODELs) and topology + trajectory pairs.
 
 mdtraj reports nanometres and picoseconds; they are recorded as read ("nm", "ps"), never converted.
+mdtraj numbers the frames of formats that it reads no time from; a DCD's times are taken from its
+header instead (`dcd_header`), and the others (BINPOS, LAMMPS dumps, multi-model PDB) keep frame
+indices, recorded with the dimensionless unit "1" rather than labelled picoseconds
+(``ingest --time-step`` gives them real times).
 Frames are streamed with ``mdtraj.iterload`` in chunks, so trajectories larger than memory convert.
 Species are atomic numbers (0 for virtual sites and unknown elements); bonds come from the topology
 (PDB CONECT records and standard residue templates, PSF bond lists). Atom, residue and chain data
@@ -18,6 +22,7 @@ import numpy as np
 
 from dynforecast.errors import InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
+from dynforecast.io.dcd_header import DCDClock, read_dcd_clock
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.quiet import quiet_iter, stdout_to_stderr
 from dynforecast.io.stream import (
@@ -47,6 +52,8 @@ TRAJECTORY_EXTENSIONS = (
     ".pdb",
     ".pdb.gz",
 )
+#: Formats whose frames carry no time that mdtraj reads: it numbers their frames instead.
+UNTIMED_EXTENSIONS = (".dcd", ".binpos", ".lammpstrj", ".pdb", ".pdb.gz", ".ent")
 
 #: What mdtraj raises on malformed input (it has no exception hierarchy of its own).
 #: mdtraj also validates some PDB fields with bare `assert` statements (e.g. a short atom name).
@@ -182,10 +189,11 @@ def open_molecular(
         parameters["topology"] = str(top_path)
     if select is not None:
         parameters["selection"] = select
+    clock = read_dcd_clock(path) if extension_of(path) == ".dcd" else None
     header = Trajectory(
         name=name,
         length_unit="nm",
-        time_unit="ps",
+        time_unit="1" if clock is None and extension_of(path) in UNTIMED_EXTENSIONS else "ps",
         parameters=parameters,
         source=str(path),
         checksum=combined_checksum(sources),
@@ -199,12 +207,18 @@ def open_molecular(
         indices,
         stride,
         auto_chunk_frames(header.n_particles, chunk_frames),
+        clock,
     )
     return StreamedSystem(header=header, has_velocities=False, chunks=chunks)
 
 
-def _iter_chunks(path: Path, top, indices: np.ndarray | None, stride: int, chunk: int):
-    """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file."""
+def _iter_chunks(
+    path: Path, top, indices: np.ndarray | None, stride: int, chunk: int, clock: DCDClock | None
+):
+    """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
+
+    ``clock``, if given, replaces mdtraj's times (frame numbers for a DCD) with the header's.
+    """
     import mdtraj
 
     emitted = 0
@@ -216,10 +230,11 @@ def _iter_chunks(path: Path, top, indices: np.ndarray | None, stride: int, chunk
             positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
             check_finite(path, positions, first_frame=emitted * stride)
             count = positions.shape[0]
+            step = (emitted + np.arange(count, dtype=np.int64)) * stride
             yield FrameChunk(
                 positions=positions,
-                time=np.asarray(piece.time, dtype=np.float64),
-                step=(emitted + np.arange(count, dtype=np.int64)) * stride,
+                time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
+                step=step,
             )
             emitted += count
     except _MDTRAJ_ERRORS as exc:
