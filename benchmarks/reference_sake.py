@@ -3,7 +3,11 @@
 The reference (choderalab/sake 0a25409, ``sake/models.py`` DenseSAKEModel, ``sake/layers.py``,
 ``sake/utils.py``, ``sake/functional.py``) is loaded from a directory the user provides, e.g.
 ``--reference-dir /tmp/sake_ref`` holding the package ``sake/``; its code is never copied into
-dynforecast. It needs ``jax`` and ``flax``, which are not dependencies of dynforecast: this module
+dynforecast. The README's figures were taken with the author's upstream repository
+yuanqing-wang/sake (``models.py`` at 10bf813, ``layers.py``/``utils.py``/``functional.py`` at
+00d8eae), whose DenseSAKEModel lacks 0a25409's ``n_heads`` field: add ``n_heads: int = 4`` and pass
+it to each DenseSAKELayer (the layer's default is 4 already), and drop the ``flows`` import from
+its ``__init__.py`` if that module is not present. It needs ``jax`` and ``flax``, which are not dependencies of dynforecast: this module
 imports them only when a reference is actually built, so its pure helpers (parameter layout,
 dense reshapes) load without them.
 
