@@ -7,9 +7,9 @@ dynforecast. The README's figures were taken with the author's upstream reposito
 yuanqing-wang/sake (``models.py`` at 10bf813, ``layers.py``/``utils.py``/``functional.py`` at
 00d8eae), whose DenseSAKEModel lacks 0a25409's ``n_heads`` field: add ``n_heads: int = 4`` and pass
 it to each DenseSAKELayer (the layer's default is 4 already), and drop the ``flows`` import from
-its ``__init__.py`` if that module is not present. It needs ``jax`` and ``flax``, which are not dependencies of dynforecast: this module
-imports them only when a reference is actually built, so its pure helpers (parameter layout,
-dense reshapes) load without them.
+its ``__init__.py`` if that module is not present. It needs ``jax`` and ``flax``, which are not
+dependencies of dynforecast: this module imports them only when a reference is actually built, so
+its pure helpers (parameter layout, dense reshapes) load without them.
 
 The reference is dense: inputs are (B, N, ·) arrays, all ordered pairs of each system. Our batches
 are flat graph-major node lists (copy b holds nodes b·N .. b·N + N - 1), so a reshape gives the
