@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
@@ -233,11 +234,19 @@ def test_reading_bad_files_names_the_file_and_problem(tmp_path, rich_system):
         h5.create_group("particles")
     good = tmp_path / "good.h5"
     write_h5md(good, [rich_system])
+    many = tmp_path / "many.h5"
+    write_h5md(many, [dataclasses.replace(rich_system, name=f"s{i:02d}") for i in range(12)])
     cases = [
         (missing, None, f"{missing}: no such file"),
         (text, None, f"{text}: not an HDF5 file"),
         (bare, None, f"{bare}: not an H5MD file (no /h5md or /particles group)"),
         (good, ["ligand"], f"{good}: no system 'ligand' (systems: protein)"),
+        (
+            many,
+            ["ligand"],
+            f"{many}: no system 'ligand' (12 systems: s00, s01, s02, s03, s04, s05, s06, s07, ...; "
+            "`dynforecast info` lists them)",
+        ),
     ]
     for path, systems, message in cases:
         with pytest.raises(InputError) as caught:

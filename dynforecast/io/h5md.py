@@ -394,11 +394,19 @@ def list_systems(path: str | Path) -> list[str]:
         return list(h5["particles"].keys())
 
 
+def _name_list(names: list[str], shown: int = 8) -> str:
+    """'systems: a, b' or, for many, the first few and a count: an error stays one readable line."""
+    if not names:
+        return "systems: none"
+    if len(names) <= shown:
+        return f"systems: {', '.join(names)}"
+    return f"{len(names)} systems: {', '.join(names[:shown])}, ...; `dynforecast info` lists them"
+
+
 def _system(h5: h5py.File, name: str) -> h5py.Group:
     particles = h5["particles"]
     if name not in particles:
-        available = ", ".join(particles.keys()) or "none"
-        raise InputError(f"{h5.filename}: no system {name!r} (systems: {available})")
+        raise InputError(f"{h5.filename}: no system {name!r} ({_name_list(list(particles))})")
     group = particles[name]
     if "position" not in group or "value" not in group["position"]:
         raise InputError(f"{h5.filename}: system {name!r} has no position/value dataset")
