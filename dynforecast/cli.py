@@ -9,6 +9,7 @@ documented exit code; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,11 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of a pipe went away (`dynforecast info x.h5 --json | head`): end quietly
+            # as a killed-by-SIGPIPE tool would, with nothing more written to the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None  # 128 + SIGPIPE
         except _TYPER_CONTROL_FLOW:
             raise
         except Exception as exc:  # a bug: one line and exit 1, the traceback under --debug
