@@ -66,7 +66,12 @@ def assert_same(read: Trajectory, written: Trajectory) -> None:
     np.testing.assert_array_equal(read.time, written.time)
     np.testing.assert_array_equal(read.step, written.step)
     np.testing.assert_array_equal(read.bonds, written.bonds)
-    for got, want in ((read.velocities, written.velocities), (read.charges, written.charges)):
+    pairs = (
+        (read.velocities, written.velocities),
+        (read.charges, written.charges),
+        (read.box, written.box),
+    )
+    for got, want in pairs:
         assert (got is None) == (want is None)
         if want is not None:
             np.testing.assert_array_equal(got, want)
@@ -105,6 +110,7 @@ def test_layout_follows_h5md_1_1(tmp_path, rich_system):
         group = h5["particles/protein"]
         assert group["box"].attrs["dimension"] == 3
         assert list(group["box"].attrs["boundary"]) == ["none"] * 3
+        assert "edges" not in group["box"]
         assert group["position/value"].attrs["unit"] == "nm"
         assert group["position/time"].attrs["unit"] == "ps"
         assert group["velocity/value"].attrs["unit"] == "nm ps-1"
@@ -126,6 +132,75 @@ def test_layout_follows_h5md_1_1(tmp_path, rich_system):
         assert element["value"].dtype == np.int8
         assert element["step"].id == group["position/step"].id
     np.testing.assert_array_equal(read_is_forecast(path, "protein"), [0, 0, 0, 1, 1, 1])
+
+
+def periodic_system(frames: int = 5) -> Trajectory:
+    """A system in a triclinic cell whose size changes every frame (as in an NPT run)."""
+    rng = np.random.default_rng(11)
+    box = np.triu(rng.uniform(0.5, 1.0, size=(frames, 3, 3))).transpose(0, 2, 1)
+    box[:, [0, 1, 2], [0, 1, 2]] = rng.uniform(3.0, 4.0, size=(frames, 3))
+    return make_trajectory("crystal", frames, 3, seed=5, box=box.astype(np.float32))
+
+
+def test_periodic_box_round_trips_as_a_time_dependent_edges_element(tmp_path):
+    crystal = periodic_system()
+    path = tmp_path / "crystal.h5"
+    write_h5md(path, [crystal, make_trajectory("gas", 2, 2, seed=6)])
+    crystal_read, gas_read = read_h5md(path)
+    assert_same(crystal_read, crystal)
+    assert crystal_read.box.dtype == np.float32 and gas_read.box is None
+    blocks = list(iter_h5md_blocks(path, "crystal", block_frames=2))
+    np.testing.assert_array_equal(np.concatenate([b.box for b in blocks]), crystal.box)
+    with h5py.File(path, "r") as h5:
+        box = h5["particles/crystal/box"]
+        assert list(box.attrs["boundary"]) == ["periodic"] * 3 and box.attrs["dimension"] == 3
+        assert box["edges/value"].dtype == np.float32
+        assert box["edges/value"].shape == (5, 3, 3)
+        assert box["edges/value"].attrs["unit"] == "nm"
+        assert box["edges/step"].id == h5["particles/crystal/position/step"].id
+        assert box["edges/time"].id == h5["particles/crystal/position/time"].id
+        assert list(h5["particles/gas/box"].attrs["boundary"]) == ["none"] * 3
+        assert "edges" not in h5["particles/gas/box"]
+
+
+def test_a_box_of_the_wrong_shape_is_refused(tmp_path):
+    crystal = periodic_system()
+    crystal.box = crystal.box[:4]
+    with pytest.raises(ValueError) as caught:
+        write_h5md(tmp_path / "bad.h5", [crystal])
+    assert str(caught.value) == "expected box of shape (5, 3, 3) (got (4, 3, 3))"
+
+
+def test_fixed_and_cuboid_edges_of_other_writers_read_as_matrices(tmp_path):
+    path = tmp_path / "foreign.h5"
+    write_h5md(path, [periodic_system(3)])
+    lengths = np.array([[2.0, 3.0, 4.0], [2.5, 3.5, 4.5], [3.0, 4.0, 5.0]], dtype=np.float32)
+    with h5py.File(path, "r+") as h5:
+        box = h5["particles/crystal/box"]
+        del box["edges/value"]
+        box["edges/value"] = lengths  # time-dependent cuboid edge lengths [F, 3]
+    np.testing.assert_array_equal(read_h5md(path)[0].box, lengths[:, :, None] * np.eye(3))
+    with h5py.File(path, "r+") as h5:
+        box = h5["particles/crystal/box"]
+        del box["edges"]
+        box["edges"] = lengths[0]  # one fixed cuboid box: a dataset, not an element
+    np.testing.assert_array_equal(
+        read_h5md(path)[0].box, np.broadcast_to(np.diag(lengths[0]), (3, 3, 3))
+    )
+
+
+def test_mdanalysis_reads_our_box_as_dimensions(tmp_path):
+    from MDAnalysis.coordinates.H5MD import H5MDReader
+    from MDAnalysis.lib.mdamath import triclinic_box
+
+    crystal = periodic_system()
+    path = tmp_path / "crystal.h5"
+    write_h5md(path, [crystal])
+    reader = H5MDReader(str(path))  # converts nm -> Angstrom
+    for frame, ts in enumerate(reader):
+        want = triclinic_box(*(crystal.box[frame].astype(np.float64) * 10))
+        np.testing.assert_allclose(ts.dimensions, want, rtol=1e-5)
+    reader.close()
 
 
 def test_read_is_forecast_is_none_for_plain_files(tmp_path, rich_system):
@@ -178,6 +253,22 @@ def test_writer_checks_shapes(tmp_path):
         )
         with pytest.raises(ValueError, match=r"expected positions \[f, 2, 3\] \(got \(1, 3, 3\)\)"):
             writer.append_frames("s", np.zeros((1, 3, 3)), np.zeros(1), np.zeros(1))
+        with pytest.raises(ValueError, match="expected box without system 's''s box/edges group"):
+            writer.append_frames(
+                "s", np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1), box=np.eye(3)[None]
+            )
+        writer.add_system(
+            "p",
+            n_particles=2,
+            species=np.array([1, 1]),
+            length_unit="nm",
+            time_unit="ps",
+            has_box=True,
+        )
+        with pytest.raises(ValueError, match="expected box with system 'p''s box/edges group"):
+            writer.append_frames("p", np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1))
+        with pytest.raises(ValueError, match=r"expected box of shape \(1, 3, 3\) \(got \(3, 3\)\)"):
+            writer.append_frames("p", np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1), box=np.eye(3))
         with pytest.raises(ValueError, match="expected a system added with add_system"):
             writer.append_frames("t", np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1))
         with pytest.raises(ValueError, match="expected a system name of letters"):

@@ -3,7 +3,10 @@
 This is the only module that knows the HDF5 layout (DESIGN.md, "The on-disk format"):
 
     /h5md                               version [1, 1]; author (name); creator (name, version)
-    /particles/<sys>/box                dimension 3, boundary ["none"] * 3
+    /particles/<sys>/box                dimension 3, boundary ["none"] * 3, or ["periodic"] * 3
+                                        with a unit cell:
+    /particles/<sys>/box/edges/         value float32[F,3,3] (unit; box vectors as rows);
+                                        step and time hard links to position's
     /particles/<sys>/position/          step int64[F], time float64[F] (unit), value float32[F,N,3] (unit)
     /particles/<sys>/velocity/          value (unit); step and time hard links to position's
     /particles/<sys>/species            int32[N]; charge float32[N] when charges are known
@@ -12,7 +15,9 @@ This is the only module that knows the HDF5 layout (DESIGN.md, "The on-disk form
                                         datasets: names, array parameters (strings as vlen)
     /observables/<sys>/is_forecast/     value int8[F]; step and time hard links to position's
 
-``is_forecast`` is an H5MD time-dependent element (a group with value/step/time) rather than a
+``box/edges`` is a time-dependent element (a cell per frame, as NPT runs need); its matrix form
+is H5MD's triclinic box, which MDAnalysis reads as ``dimensions``. ``is_forecast`` is an H5MD
+time-dependent element (a group with value/step/time) rather than a
 bare dataset, because MDAnalysis's H5MD reader refuses observables that are not H5MD elements.
 Frames are appended in chunks to resizable datasets, so a writer never holds a whole trajectory.
 Writes go through `atomic_output`: the file appears under its name only once it is complete.
@@ -160,6 +165,7 @@ class H5MDWriter:
         charges: np.ndarray | None = None,
         parameters: Mapping[str, ParameterValue] | None = None,
         has_velocities: bool = False,
+        has_box: bool = False,
         source: str = "",
         checksum: str = "",
         velocity_unit: str | None = None,
@@ -167,6 +173,7 @@ class H5MDWriter:
     ) -> None:
         """Create the groups of one system with zero frames; `append_frames` fills them.
 
+        ``has_box``: frames carry a periodic unit cell (``box/edges``, in ``length_unit``).
         ``expected_frames``, when the caller knows it, caps the chunk length: HDF5 allocates whole
         chunks, so a 49-frame system in 1024-frame chunks would take 20 times its size on disk.
         """
@@ -182,7 +189,7 @@ class H5MDWriter:
         group = h5["particles"].create_group(name)
         box = group.create_group("box")
         box.attrs["dimension"] = 3
-        box.attrs["boundary"] = ["none", "none", "none"]
+        box.attrs["boundary"] = ["periodic" if has_box else "none"] * 3
 
         frame_cap = 1024 if expected_frames is None else max(1, min(1024, expected_frames))
         frames = max(1, min(frame_cap, _CHUNK_BYTES // max(1, 12 * n_particles)))
@@ -201,6 +208,18 @@ class H5MDWriter:
             velocity["time"] = time
             value = self._frame_dataset(velocity, "value", n_particles, frames)
             set_unit(value, velocity_unit or velocity_unit_for(length_unit, time_unit))
+        if has_box:
+            edges = box.create_group("edges")
+            edges["step"] = step
+            edges["time"] = time
+            cells = edges.create_dataset(
+                "value",
+                shape=(0, 3, 3),
+                maxshape=(None, 3, 3),
+                dtype=np.float32,
+                chunks=(frame_cap, 3, 3),
+            )
+            set_unit(cells, length_unit)
         group.create_dataset("species", data=species)
         if charges is not None:
             group.create_dataset("charge", data=np.asarray(charges, dtype=np.float32))
@@ -236,8 +255,10 @@ class H5MDWriter:
         time: np.ndarray,
         step: np.ndarray,
         velocities: np.ndarray | None = None,
+        box: np.ndarray | None = None,
     ) -> None:
-        """Append frames ``positions`` [f, N, 3], ``time`` [f], ``step`` [f] (and velocities)."""
+        """Append frames ``positions`` [f, N, 3], ``time`` [f], ``step`` [f] (and velocities
+        [f, N, 3], unit cells ``box`` [f, 3, 3]: each given exactly when `add_system` said so)."""
         group = self._system_group(name)
         value = group["position/value"]
         f = positions.shape[0]
@@ -251,6 +272,11 @@ class H5MDWriter:
                 f"expected velocities {'with' if has_velocity else 'without'} "
                 f"system {name!r}'s velocity group"
             )
+        has_box = "edges" in group["box"]
+        if has_box != (box is not None):
+            raise ValueError(
+                f"expected box {'with' if has_box else 'without'} system {name!r}'s box/edges group"
+            )
         start = value.shape[0]
         datasets = [
             (value, positions, np.float32),
@@ -263,6 +289,10 @@ class H5MDWriter:
                     f"expected velocities of shape {positions.shape} (got {velocities.shape})"
                 )
             datasets.append((group["velocity/value"], velocities, np.float32))
+        if box is not None:
+            if np.shape(box) != (f, 3, 3):
+                raise ValueError(f"expected box of shape ({f}, 3, 3) (got {np.shape(box)})")
+            datasets.append((group["box/edges/value"], box, np.float32))
         for dataset, data, dtype in datasets:
             dataset.resize(start + f, axis=0)
             dataset[start : start + f] = np.asarray(data, dtype=dtype)
@@ -322,6 +352,7 @@ def write_h5md(
                 writer,
                 trajectory,
                 has_velocities=trajectory.velocities is not None,
+                has_box=trajectory.box is not None,
                 expected_frames=trajectory.n_frames,
             )
             writer.append_frames(
@@ -330,6 +361,7 @@ def write_h5md(
                 trajectory.time,
                 trajectory.step,
                 trajectory.velocities,
+                trajectory.box,
             )
         for name, flags in (is_forecast or {}).items():
             writer.set_is_forecast(name, flags)
@@ -340,6 +372,7 @@ def add_trajectory_system(
     header: Trajectory,
     *,
     has_velocities: bool,
+    has_box: bool = False,
     expected_frames: int | None = None,
 ) -> None:
     """`H5MDWriter.add_system` with every field taken from a (possibly zero-frame) `Trajectory`."""
@@ -355,6 +388,7 @@ def add_trajectory_system(
         charges=header.charges,
         parameters=parameters,
         has_velocities=has_velocities,
+        has_box=has_box,
         source=header.source,
         checksum=header.checksum,
         velocity_unit=_as_str(parameters.get("velocity_unit")),
@@ -464,7 +498,7 @@ def _read_header(h5: h5py.File, name: str) -> Trajectory:
 
 
 def _frame_arrays(group: h5py.Group, frames: slice) -> dict[str, np.ndarray | None]:
-    """positions/time/step/velocities of ``frames``, each read as one slab."""
+    """positions/time/step/velocities/box of ``frames``, each read as one slab."""
     position = group["position"]
     value = position["value"]
     start, stop, _ = frames.indices(value.shape[0])
@@ -485,7 +519,27 @@ def _frame_arrays(group: h5py.Group, frames: slice) -> dict[str, np.ndarray | No
         "time": time,
         "step": step,
         "velocities": velocities,
+        "box": _read_box(group["box"], frames, count) if "box" in group else None,
     }
+
+
+def _read_box(box: h5py.Group, frames: slice, count: int) -> np.ndarray | None:
+    """float32 [f, 3, 3] unit cells of ``frames``, or None when the box has no edges.
+
+    Ours are time-dependent [F, 3, 3] matrices; other H5MD writers may store a fixed box
+    (a dataset) or cuboid edge lengths ([3] or [F, 3]), which H5MD allows: those become the
+    same rows-as-vectors matrices, so every reader downstream sees one form.
+    """
+    if "edges" not in box:
+        return None
+    edges = box["edges"]
+    if isinstance(edges, h5py.Group):
+        cells = np.asarray(edges["value"][frames], dtype=np.float32)
+    else:
+        cells = np.broadcast_to(np.asarray(edges[()], dtype=np.float32), (count, *edges.shape))
+    if cells.shape[1:] == (3,):
+        cells = cells[:, :, None] * np.eye(3, dtype=np.float32)
+    return np.ascontiguousarray(cells, dtype=np.float32)
 
 
 def read_h5md(path: str | Path, systems: Sequence[str] | None = None) -> list[Trajectory]:

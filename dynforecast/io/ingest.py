@@ -145,11 +145,15 @@ def ingest(
             header = system.header
             if time_step is not None:
                 header = dataclasses.replace(header, time_unit=time_step.unit)
-            add_trajectory_system(writer, header, has_velocities=system.has_velocities)
+            add_trajectory_system(
+                writer, header, has_velocities=system.has_velocities, has_box=system.has_box
+            )
             frames = 0
             for chunk in system.chunks:
                 time = chunk.time if time_step is None else time_step.times(chunk.step)
-                writer.append_frames(name, chunk.positions, time, chunk.step, chunk.velocities)
+                writer.append_frames(
+                    name, chunk.positions, time, chunk.step, chunk.velocities, chunk.box
+                )
                 frames += chunk.n_frames
                 if progress is not None:
                     progress(name, frames)

@@ -26,13 +26,15 @@ class FrameChunk:
     """Consecutive frames of one system.
 
     Fields: positions float32 [f, N, 3]; time float64 [f]; step int64 [f];
-    velocities float32 [f, N, 3] or None.
+    velocities float32 [f, N, 3] or None; box float32 [f, 3, 3] (unit cell vectors as rows,
+    in the header's length unit) or None.
     """
 
     positions: np.ndarray
     time: np.ndarray
     step: np.ndarray
     velocities: np.ndarray | None = None
+    box: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -44,14 +46,15 @@ class StreamedSystem:
     """A system whose frames are read lazily.
 
     ``header`` is a `Trajectory` with zero frames that carries everything but the frames;
-    ``has_velocities`` says whether the chunks carry velocities (known before the first chunk,
-    because the H5MD layout is created before frames are appended). ``chunks`` can be iterated
-    once.
+    ``has_velocities`` and ``has_box`` say whether the chunks carry velocities and a unit cell
+    (known before the first chunk, because the H5MD layout is created before frames are
+    appended). ``chunks`` can be iterated once.
     """
 
     header: Trajectory
     has_velocities: bool
     chunks: Iterator[FrameChunk]
+    has_box: bool = False
 
 
 #: Default chunk size in bytes of positions: per-chunk overhead is already negligible at this
@@ -88,6 +91,32 @@ def check_finite(path: str | Path, positions: np.ndarray, first_frame: int) -> N
         raise InputError(f"{path}: non-finite (NaN or inf) coordinates in frame {frame}")
 
 
+def has_cell(boxes: np.ndarray) -> np.ndarray:
+    """bool [f]: which frames of ``boxes`` [f, 3, 3] have a unit cell.
+
+    All-zero vectors are how XTC, TRR and DCD store "no box", so they count as none.
+    """
+    return boxes.reshape(boxes.shape[0], -1).any(axis=1)
+
+
+def chunk_boxes(
+    path: str | Path, boxes: np.ndarray, step: np.ndarray, has_box: bool
+) -> np.ndarray | None:
+    """float32 [f, 3, 3] unit cells of a chunk, or None for a system without one.
+
+    ``has_box`` is what frame 0 showed; a frame (file index ``step``) that differs is an
+    InputError naming it, because H5MD stores a box for every frame or for none, and dropping or
+    inventing a cell for some frames would lose or fake data.
+    """
+    differs = has_cell(boxes) != has_box
+    if differs.any():
+        frame = int(step[int(np.argmax(differs))])
+        if has_box:
+            raise InputError(f"{path}: frame {frame} has no unit cell (frame 0 has one)")
+        raise InputError(f"{path}: frame {frame} has a unit cell (frame 0 has none)")
+    return np.ascontiguousarray(boxes, dtype=np.float32) if has_box else None
+
+
 def collect(system: StreamedSystem) -> Trajectory:
     """Read every chunk of ``system`` into one in-memory `Trajectory`."""
     chunks = list(system.chunks)
@@ -95,12 +124,14 @@ def collect(system: StreamedSystem) -> Trajectory:
     if not chunks:
         return dataclasses.replace(header, **empty_frames(header.n_particles))
     velocities = np.concatenate([c.velocities for c in chunks]) if system.has_velocities else None
+    box = np.concatenate([c.box for c in chunks]) if system.has_box else None
     trajectory = dataclasses.replace(
         header,
         positions=np.concatenate([c.positions for c in chunks]),
         time=np.concatenate([c.time for c in chunks]),
         step=np.concatenate([c.step for c in chunks]),
         velocities=velocities,
+        box=box,
     )
     trajectory.validate()
     return trajectory

@@ -34,6 +34,9 @@ class Trajectory:
         time: float64 [F] in ``time_unit``; step: int64 [F] integration step or frame index.
         bonds: int32 [M, 2] particle index pairs (bonds, or parent->child bones), may be empty.
         velocities: optional float32 [F, N, 3] in ``length_unit``/``time_unit``.
+        box: optional float32 [F, 3, 3], the periodic unit cell of each frame: box vectors a, b, c
+            as rows (mdtraj's ``unitcell_vectors``, ase's ``cell``) in ``length_unit``. None means
+            no periodic boundaries; kept so that no unit cell read is lost on a round trip.
         charges: optional float32 [N] (the N-body system's charges; H5MD ``charge``).
         names: particle names [N] (atom names, joint names).
         parameters: everything else a writer needs (see module docstring).
@@ -49,6 +52,7 @@ class Trajectory:
     time_unit: str
     bonds: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int32))
     velocities: np.ndarray | None = None
+    box: np.ndarray | None = None
     charges: np.ndarray | None = None
     names: list[str] = field(default_factory=list)
     parameters: dict[str, ParameterValue] = field(default_factory=dict)
@@ -89,6 +93,8 @@ class Trajectory:
             raise ValueError(
                 f"expected velocities of shape {self.positions.shape} (got {self.velocities.shape})"
             )
+        if self.box is not None and self.box.shape != (f, 3, 3):
+            raise ValueError(f"expected box of shape ({f}, 3, 3) (got {self.box.shape})")
         if self.charges is not None and self.charges.shape != (n,):
             raise ValueError(f"expected charges of shape ({n},) (got {self.charges.shape})")
         if self.names and len(self.names) != n:
