@@ -6,6 +6,10 @@ header instead (`dcd_header`), and the others (BINPOS, LAMMPS dumps, multi-model
 indices, recorded with the dimensionless unit "1" rather than labelled picoseconds
 (``ingest --time-step`` gives them real times).
 Frames are streamed with ``mdtraj.iterload`` in chunks, so trajectories larger than memory convert.
+Periodic unit cells are kept as mdtraj reports them (``unitcell_vectors``, nm; XTC, TRR, DCD, GRO,
+NetCDF, PDB CRYST1); a PDB whose every MODEL has its own CRYST1 (as `io.pdb.write_pdb` writes a
+changing box, and MDAnalysis reads it) gives each frame its own cell (`pdb.model_cells`), where
+mdtraj would apply the file's last CRYST1 to every frame.
 Species are atomic numbers (0 for virtual sites and unknown elements); bonds come from the topology
 (PDB CONECT records and standard residue templates, PSF bond lists). Atom, residue and chain data
 travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses to write a valid PDB:
@@ -16,6 +20,7 @@ travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +29,16 @@ from dynforecast.errors import InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
 from dynforecast.io.dcd_header import DCDClock, read_dcd_clock
 from dynforecast.io.inputs import check_input_file, extension_of
+from dynforecast.io.pdb import model_cells
 from dynforecast.io.quiet import quiet_iter, stdout_to_stderr
 from dynforecast.io.stream import (
     FrameChunk,
     StreamedSystem,
     auto_chunk_frames,
     check_finite,
+    chunk_boxes,
     empty_frames,
+    has_cell,
 )
 from dynforecast.io.trajectory import Trajectory
 
@@ -209,7 +217,15 @@ def open_molecular(
         auto_chunk_frames(header.n_particles, chunk_frames),
         clock,
     )
-    return StreamedSystem(header=header, has_velocities=False, chunks=chunks)
+    # Whether frames carry a unit cell must be known before the H5MD layout is made; mdtraj's
+    # readers differ per format in where the cell is, so the first chunk (read next anyway) tells.
+    first = next(chunks)
+    return StreamedSystem(
+        header=header,
+        has_velocities=False,
+        chunks=itertools.chain([first], chunks),
+        has_box=first.box is not None,
+    )
 
 
 def _iter_chunks(
@@ -218,10 +234,13 @@ def _iter_chunks(
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
 
     ``clock``, if given, replaces mdtraj's times (frame numbers for a DCD) with the header's.
+    Frame 0 decides whether the system has a unit cell; `chunk_boxes` holds later frames to it.
     """
     import mdtraj
 
     emitted = 0
+    has_box: bool | None = None
+    cells = model_cells(path) if extension_of(path) in STANDALONE_EXTENSIONS else None
     try:
         frames = mdtraj.iterload(
             str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
@@ -231,13 +250,33 @@ def _iter_chunks(
             check_finite(path, positions, first_frame=emitted * stride)
             count = positions.shape[0]
             step = (emitted + np.arange(count, dtype=np.int64)) * stride
+            boxes = _frame_cells(piece.unitcell_vectors, cells, step)
+            if has_box is None:
+                has_box = bool(has_cell(boxes[:1])[0])
             yield FrameChunk(
                 positions=positions,
                 time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
                 step=step,
+                box=chunk_boxes(path, boxes, step, has_box),
             )
             emitted += count
     except _MDTRAJ_ERRORS as exc:
         raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
     if emitted == 0:
         raise InputError(f"{path}: no frames")
+
+
+def _frame_cells(
+    unitcell_vectors: np.ndarray | None, cells: np.ndarray | None, step: np.ndarray
+) -> np.ndarray:
+    """[f, 3, 3] nm cells of a chunk, zeros where mdtraj reports none.
+
+    ``cells`` (a PDB's per-MODEL CRYST1s, file frame order) replace mdtraj's one cell per file
+    when mdtraj kept a cell at all: mdtraj discards dummy CRYST1s (a cell too small for the
+    atoms), and that decision stands.
+    """
+    if unitcell_vectors is None:
+        return np.zeros((step.size, 3, 3), dtype=np.float32)
+    if cells is not None and step.size and int(step[-1]) < cells.shape[0]:
+        return cells[step]
+    return np.asarray(unitcell_vectors, dtype=np.float32)

@@ -11,11 +11,15 @@ Reading (``ase.io.iread``, extxyz parser, which also reads plain XYZ):
 - bonds, inferred once from the first frame: atoms i < j are bonded when their distance is below
   ``BOND_SCALE * (r_cov_i + r_cov_j)``, r_cov being ASE's covalent radii
   (``ase.neighborlist.natural_cutoffs``); the search is ASE's vectorised ``neighbor_list``.
+- unit cell: when frame 0 is periodic in any direction (``pbc``; ``Lattice=`` without ``pbc=``
+  means periodic), every frame's ``Lattice=`` vectors become the box (Angstrom); frames must all
+  have a periodic cell or none.
 - the particle count and species must stay the same in every frame.
 
 Writing produces extended XYZ (readable as plain XYZ: the first four columns are symbol x y z):
 positions in Angstrom with 9 significant digits, so float32 values survive a round trip exactly,
-``time=`` in fs when the time unit converts, and ``momenta`` when the velocities' unit converts.
+``time=`` in fs when the time unit converts, ``momenta`` when the velocities' unit converts, and
+``Lattice=`` (Angstrom, 9 significant digits) with ``pbc="T T T"`` for a box, else ``pbc="F F F"``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dynforecast.io.stream import (
     StreamedSystem,
     auto_chunk_frames,
     check_finite,
+    chunk_boxes,
     empty_frames,
 )
 from dynforecast.io.trajectory import Trajectory
@@ -107,12 +112,21 @@ def open_xyz(
         **empty_frames(len(first)),
     )
     chunk = auto_chunk_frames(header.n_particles, chunk_frames)
-    chunks = _iter_chunks(path, header, stride, chunk, has_velocities, has_time)
-    return StreamedSystem(header=header, has_velocities=has_velocities, chunks=chunks)
+    has_box = bool(first.pbc.any())
+    chunks = _iter_chunks(path, header, stride, chunk, has_velocities, has_time, has_box)
+    return StreamedSystem(
+        header=header, has_velocities=has_velocities, chunks=chunks, has_box=has_box
+    )
 
 
 def _iter_chunks(
-    path: Path, header: Trajectory, stride: int, chunk: int, has_velocities: bool, has_time: bool
+    path: Path,
+    header: Trajectory,
+    stride: int,
+    chunk: int,
+    has_velocities: bool,
+    has_time: bool,
+    has_box: bool,
 ) -> Iterator[FrameChunk]:
     """Group ase frames into FrameChunks; every frame is checked against frame 0."""
     from ase import units
@@ -144,8 +158,17 @@ def _iter_chunks(
             time=time,
             step=step,
             velocities=None if velocities is None else velocities.astype(np.float32),
+            box=chunk_boxes(path, _cells(batch), step, has_box),
         )
         emitted += len(batch)
+
+
+def _cells(batch: list) -> np.ndarray:
+    """float64 [f, 3, 3] Lattice vectors (rows) of the frames; zeros where no direction is
+    periodic, since ase keeps a cell on non-periodic frames that is no box (module docstring)."""
+    cells = np.stack([atoms.cell.array for atoms in batch])
+    periodic = np.stack([atoms.pbc for atoms in batch]).any(axis=1)
+    return np.where(periodic[:, None, None], cells, 0.0)
 
 
 def _check_same_atoms(path: Path, species: np.ndarray, batch: list, step: np.ndarray) -> None:
@@ -224,9 +247,24 @@ def write_xyz(trajectory: Trajectory, path: str | Path, *, overwrite: bool = Fal
     number = " %.9g" * values.shape[2]
     body = "".join(f"{symbol:<2s}{number}\n" for symbol in symbols)
     times = trajectory.time * to_fs if to_fs is not None else None
+    cells = _lattice_fields(trajectory, to_angstrom or 1.0)
     with atomic_output(path, overwrite=overwrite) as scratch, open(scratch, "w") as stream:
         # One formatted block per frame: the per-value work happens inside C string formatting.
         for frame in range(trajectory.n_frames):
             time = f" time={float(times[frame])!r}" if times is not None else ""
-            stream.write(f'{trajectory.n_particles}\nProperties={properties}{time} pbc="F F F"\n')
+            cell = cells[frame] if cells is not None else 'pbc="F F F"'
+            stream.write(f"{trajectory.n_particles}\nProperties={properties}{time} {cell}\n")
             stream.write(body % tuple(values[frame].ravel().tolist()))
+
+
+def _lattice_fields(trajectory: Trajectory, to_angstrom: float) -> list[str] | None:
+    """Per frame 'Lattice="ax ay az bx ... cz" pbc="T T T"' in Angstrom, or None without a box.
+
+    Nine significant digits, like positions, so a float32 box survives the round trip exactly;
+    unitless boxes are written as if in Angstrom, as positions are.
+    """
+    if trajectory.box is None:
+        return None
+    box = trajectory.box.astype(np.float64).reshape(-1, 9) * to_angstrom
+    field = 'Lattice="' + " ".join(["%.9g"] * 9) + '" pbc="T T T"\n'
+    return (field * len(box) % tuple(box.ravel().tolist())).splitlines()
