@@ -28,6 +28,9 @@ SYSTEM_KEYS = {
     "inf_count",
     "source",
     "checksum",
+    "periodic",
+    "box_lengths",
+    "box_angles",
 }
 
 
@@ -83,6 +86,7 @@ def test_counts_ranges_and_non_finite_values(tmp_path):
     np.testing.assert_allclose(first["coordinate_max"], [3.0, 5.0, 0.5])
     assert (first["nan_count"], first["inf_count"]) == (2, 2)
     assert first["source"] == "water.pdb"
+    assert first["periodic"] is False and first["box_lengths"] is first["box_angles"] is None
 
     assert second["species"] == {"X": 3}
     assert second["forecast_frames"] == 1 and second["has_velocities"] is False
@@ -110,3 +114,22 @@ def test_text_summary_lists_each_system(tmp_path):
     assert "  species      H:4 O:2" in lines
     assert "  coordinates  min [-2, 0, 0.5] max [3, 5, 0.5] nm" in lines
     assert "  non-finite   NaN 0, inf 0" in lines
+    assert "  box          none (not periodic)" in lines
+
+
+def test_periodic_system_shows_its_first_frames_box(tmp_path):
+    water = water_box(3)
+    # a = 4 x, b = 5 y, c = 3 y + 3 z: |c| = sqrt(18), alpha (b, c) = 45 deg, beta = gamma = 90.
+    cell = np.array([[4.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 3.0, 3.0]], dtype=np.float32)
+    water.box = np.stack([cell, cell * 2, cell * 3])
+    path = tmp_path / "water.h5"
+    write_h5md(path, [water])
+    summary = describe_h5md(path)
+    (system,) = summary["systems"]
+    assert set(system) == SYSTEM_KEYS and system["periodic"] is True
+    np.testing.assert_allclose(system["box_lengths"], [4.0, 5.0, np.sqrt(18.0)])
+    np.testing.assert_allclose(system["box_angles"], [45.0, 90.0, 90.0])
+    expected = (
+        "  box          periodic, first frame a b c [4, 5, 4.243] nm, angles [45, 90, 90] deg"
+    )
+    assert expected in format_info(summary).splitlines()

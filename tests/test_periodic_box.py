@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -57,6 +58,32 @@ def test_ingested_box_is_mdtrajs_unit_cell(npt_h5):
         box = h5["particles/adk_oplsaa/box"]
         assert list(box.attrs["boundary"]) == ["periodic"] * 3
         assert box["edges/value"].attrs["unit"] == "nm"
+
+
+def test_info_json_and_text_show_the_first_frames_box(tmp_path):
+    from typer.testing import CliRunner
+
+    from dynforecast.cli import app
+
+    out = tmp_path / "adk.h5"
+    runner = CliRunner()
+    ingest_args = [OPLS_XTC, "--topology", OPLS_GRO, "--select", CA, "-o", str(out)]
+    assert runner.invoke(app, ["ingest", *ingest_args]).exit_code == 0
+    result = runner.invoke(app, ["info", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    (system,) = json.loads(result.stdout)["systems"]
+    reference = mdtraj_load(OPLS_XTC, top=OPLS_GRO)
+    assert system["periodic"] is True
+    np.testing.assert_allclose(system["box_lengths"], reference.unitcell_lengths[0], rtol=1e-6)
+    np.testing.assert_allclose(system["box_angles"], reference.unitcell_angles[0], atol=1e-4)
+    text = runner.invoke(app, ["info", str(out)]).stdout
+
+    def shown(values) -> str:
+        return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+    lengths, angles = shown(reference.unitcell_lengths[0]), shown(reference.unitcell_angles[0])
+    line = f"  box          periodic, first frame a b c {lengths} nm, angles {angles} deg"
+    assert line in text.splitlines()
 
 
 def test_mdanalysis_reads_the_xtcs_dimensions_from_our_file(npt_h5, tmp_path):

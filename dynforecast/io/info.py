@@ -6,7 +6,9 @@ summarised too. The JSON object's keys are part of the interface (scripts read t
     {"file": str, "systems": [{"name", "frames", "particles", "species" {symbol: count},
       "bonds", "length_unit", "time_unit", "time_step", "time_start", "time_end",
       "has_velocities", "forecast_frames" (int or null), "coordinate_min" [3] | null,
-      "coordinate_max" [3] | null, "nan_count", "inf_count", "source", "checksum"}]}
+      "coordinate_max" [3] | null, "nan_count", "inf_count", "source", "checksum",
+      "periodic" (bool: frames carry a unit cell), "box_lengths" [3] | null and
+      "box_angles" [3] | null (the first frame's cell: a, b, c in length_unit; degrees)}]}
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from dynforecast.io.h5md import iter_h5md_blocks, list_systems, read_is_forecast
 from dynforecast.io.table import format_table
+from dynforecast.io.trajectory import box_lengths_and_angles
 
 #: Frames per block when scanning coordinates.
 _BLOCK_FRAMES = 256
@@ -62,6 +65,8 @@ def describe_system(path: str | Path, name: str) -> dict[str, Any]:
         header = read_h5md(path, [name])[0]
     flags = read_is_forecast(path, name)
     found = bool(np.isfinite(lower).all())
+    first_box = header.box[:1] if header.box is not None else np.zeros((0, 3, 3))
+    lengths, angles = box_lengths_and_angles(first_box)
     return {
         "name": name,
         "frames": frames,
@@ -81,6 +86,9 @@ def describe_system(path: str | Path, name: str) -> dict[str, Any]:
         "inf_count": inf_count,
         "source": header.source,
         "checksum": header.checksum,
+        "periodic": header.box is not None,
+        "box_lengths": lengths[0].tolist() if len(lengths) else None,
+        "box_angles": angles[0].tolist() if len(angles) else None,
     }
 
 
@@ -98,6 +106,18 @@ def _number(value: float | None) -> str:
 
 def _vector(values: list[float] | None) -> str:
     return "-" if values is None else "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _box(system: dict[str, Any]) -> str:
+    """'periodic, first frame a b c [..] unit, angles [..] deg', or 'none (not periodic)'."""
+    if not system["periodic"]:
+        return "none (not periodic)"
+    if system["box_lengths"] is None:
+        return "periodic (no frames)"
+    return (
+        f"periodic, first frame a b c {_vector(system['box_lengths'])} {system['length_unit']}, "
+        f"angles {_vector(system['box_angles'])} deg"
+    )
 
 
 def format_info(summary: dict[str, Any]) -> str:
@@ -130,6 +150,7 @@ def format_info(summary: dict[str, Any]) -> str:
             f"{_vector(s['coordinate_max'])} {s['length_unit']}",
             f"  non-finite   NaN {s['nan_count']}, inf {s['inf_count']}",
             f"  velocities   {'yes' if s['has_velocities'] else 'no'}{forecast}",
+            f"  box          {_box(s)}",
             f"  source       {s['source'] or '-'}",
         ]
     return "\n".join(lines)
