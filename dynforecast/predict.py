@@ -20,6 +20,11 @@ before it are written first, then `DivergenceError` (exit 6) is raised.
 The output is the system's `Trajectory` copied with new positions, time, step and velocities, so
 names, bonds and writer parameters carry over and exports are valid files of their format; the
 H5MD file marks each frame in ``observables/<system>/is_forecast`` (0 given, 1 predicted).
+
+Unit cells: the given frames keep their boxes, and every predicted frame gets the last given
+frame's box. This assumes constant volume over the forecast: the models predict positions only,
+and do not use periodic boundaries, so nothing predicts how an NPT box would change. It keeps
+the forecast a periodic system (a PDB export writes CRYST1 in every MODEL).
 """
 
 from __future__ import annotations
@@ -263,6 +268,7 @@ def _forecast_trajectory(
 
     Velocities: the rollout's own where it tracked them; else, if the system has velocities,
     the data's at the given frames and finite differences over one grid interval afterwards.
+    Box: the given frames' cells, then the last given one repeated (constant volume).
     """
     count = positions.shape[0] - len(frames)
     ahead = np.arange(1, count + 1) * grid
@@ -274,12 +280,17 @@ def _forecast_trajectory(
     if velocities is None and system.velocities is not None:
         moved = np.diff(positions[len(frames) - 1 :], axis=0) / (grid * frame_time)
         velocities = np.concatenate([system.velocities[frames], moved])
+    box = None
+    if system.box is not None:
+        held = np.broadcast_to(system.box[last], (count, 3, 3))
+        box = np.concatenate([system.box[frames], held]).astype(np.float32)
     return dataclasses.replace(
         system,
         positions=positions.astype(np.float32),
         time=time.astype(np.float64),
         step=step.astype(np.int64),
         velocities=None if velocities is None else velocities.astype(np.float32),
+        box=box,
     )
 
 

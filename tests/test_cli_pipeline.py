@@ -159,6 +159,41 @@ def test_predict_and_export(workspace):
     assert lines[0].strip() == "5" and len(lines) == 25 * 7
 
 
+def test_periodic_data_predicts_with_boxes_and_evaluates_the_same(workspace, tmp_path):
+    """Boxes pass through predict (given frames' boxes, then the last one held: constant volume)
+    and change nothing the models see: evaluate gives the same report with or without them."""
+    from dynforecast.io.readers import read_trajectory
+
+    _, data, run, _ = workspace
+    systems = load_systems(data)
+    for system in systems:
+        edges = 10.0 + 0.01 * np.arange(system.n_frames, dtype=np.float32)  # a breathing cube
+        system.box = edges[:, None, None] * np.eye(3, dtype=np.float32)
+    boxed = tmp_path / "boxed.h5"
+    write_h5md(boxed, systems)
+    output, export = tmp_path / "forecast.h5", tmp_path / "forecast.pdb"
+    result = invoke(
+        "predict", boxed, "--checkpoint", run / "best.pt", "--system", "traj00003",
+        "--start", 20, "--steps", 15, "-o", output, "--export", export,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (forecast,) = read_h5md(output)
+    source = systems[3]
+    np.testing.assert_array_equal(forecast.box[:10], source.box[11:21])
+    np.testing.assert_array_equal(forecast.box[10:], np.broadcast_to(source.box[20], (15, 3, 3)))
+    models = export.read_text().split("\nMODEL")[1:]
+    assert len(models) == 25 and all("\nCRYST1" in model for model in models)
+    # Unitless lengths are written to PDB as if in Angstrom; mdtraj reads them back in nm.
+    again = read_trajectory(export)
+    np.testing.assert_allclose(again.box * 10, forecast.box, atol=5e-4 + 1e-5)
+
+    reports = [
+        json.loads(invoke("evaluate", run / "best.pt", path, "--json").stdout)
+        for path in (data, boxed)
+    ]
+    assert reports[0]["mse"] == reports[1]["mse"] and reports[0]["windows"] == 78
+
+
 def test_rollout_of_the_first_predicted_frame_equals_the_model_on_that_window(workspace):
     """The first rollout step is exactly the model's forecast of the window ending at --start."""
     from dynforecast.data.windows import WindowDataset

@@ -73,7 +73,7 @@ def test_constant_velocity_rollout_continues_straight_lines(spec, velocities, gr
     np.testing.assert_allclose(out.time, DT * frames)
     np.testing.assert_array_equal(out.step, 100 + 10 * frames)
     np.testing.assert_allclose(out.velocities, system.velocities[: len(frames)], atol=1e-4)  # type: ignore[index]
-    assert out.names == system.names and out.length_unit == "nm"
+    assert out.names == system.names and out.length_unit == "nm" and out.box is None
 
 
 def test_rollout_batches_equal_training_batches():
