@@ -113,6 +113,8 @@ def test_pdb_round_trip_keeps_every_frames_box_to_cryst1_precision(npt_h5, tmp_p
     # CRYST1 stores Angstrom with 3 decimals (nm: 5e-5) and degrees with 2.
     np.testing.assert_allclose(got[:, :3], want[:, :3], atol=5e-5 + 1e-6)
     np.testing.assert_allclose(got[:, 3:], want[:, 3:], atol=5e-3 + 1e-4)
+    strided = read_trajectory(tmp_path / "back.pdb", stride=3, chunk_frames=2)
+    np.testing.assert_array_equal(strided.box, again.box[::3])
     universe = MDAnalysis.Universe(str(tmp_path / "back.pdb"))
     dimensions = np.array([ts.dimensions.copy() for ts in universe.trajectory])
     np.testing.assert_allclose(dimensions[:, :3], want[:, :3] * 10, atol=5e-4 + 1e-5)
