@@ -163,9 +163,12 @@ def test_frames_with_and_without_a_box_are_an_input_error(tmp_path, chunk_frames
     lost.write_text(frame_text(cube, 0) + frame_text(cube, 1) + frame_text(None, 2))
     gained = tmp_path / "gained.extxyz"
     gained.write_text(frame_text(None, 0) + frame_text(cube, 1))
+    broken = tmp_path / "broken.extxyz"
+    broken.write_text(frame_text(cube, 0) + frame_text("10 0 0 0 nan 0 0 0 10", 1))
     cases = [
         (lost, f"{lost}: frame 2 has no unit cell (frame 0 has one)"),
         (gained, f"{gained}: frame 1 has a unit cell (frame 0 has none)"),
+        (broken, f"{broken}: non-finite (NaN or inf) unit cell in frame 1"),
     ]
     for path, message in cases:
         with pytest.raises(InputError) as caught:

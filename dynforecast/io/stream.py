@@ -108,6 +108,10 @@ def chunk_boxes(
     InputError naming it, because H5MD stores a box for every frame or for none, and dropping or
     inventing a cell for some frames would lose or fake data.
     """
+    bad = ~np.isfinite(boxes).reshape(boxes.shape[0], -1).all(axis=1)
+    if bad.any():
+        frame = int(step[int(np.argmax(bad))])
+        raise InputError(f"{path}: non-finite (NaN or inf) unit cell in frame {frame}")
     differs = has_cell(boxes) != has_box
     if differs.any():
         frame = int(step[int(np.argmax(differs))])
