@@ -318,6 +318,14 @@ def train(
     amp: Annotated[
         bool, typer.Option("--amp", help="bfloat16 autocast (CUDA only; optim.amp).")
     ] = False,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Train through torch.compile: faster steps after tens of seconds of "
+            "compilation (optim.compile).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train a model; SIGTERM/SIGUSR1 checkpoint and exit 75, rerunning resumes."""
@@ -334,6 +342,7 @@ def train(
         "seed": seed,
         "device": device,
         "optim.amp": True if amp else None,
+        "optim.compile": True if compile_model else None,
     }
     resolved = resolve_config(config, set_ or [], options)
     summary = run_training(data, resolved, out)

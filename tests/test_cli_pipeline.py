@@ -376,3 +376,26 @@ def test_evaluate_table_names_a_physical_unit():
         report.table().splitlines()[0] == "run/best.pt (epoch 3) on adk.h5, split test: MSE in nm^2"
     )
     assert report.table().splitlines()[2].split() == ["all", "2", "0.5", "1", "n/a"]
+
+
+def test_train_compile_flag_reaches_the_loop_and_is_recorded(workspace, tmp_path, monkeypatch):
+    _, data, _, _ = workspace
+    compiled = []
+    real_compile = torch.compile
+
+    def recording_compile(module, **options):
+        compiled.append(type(module).__name__)
+        return real_compile(module, backend="eager", **options)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    run = tmp_path / "compiled"
+    result = invoke(
+        "train", data, "--model", "egnn", "--out", run, "--epochs", 1, "--compile",
+        *ONE_FRAME_AHEAD,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert compiled == ["EGNN"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train_config"]["optim"]["compile"] is True
+    evaluated = invoke("evaluate", run / "best.pt", data, "--json")  # the plain model's weights
+    assert evaluated.exit_code == 0, evaluated.stderr

@@ -156,3 +156,24 @@ def test_schedules_run_and_resume(tmp_path, schedule):
     if schedule == "cosine":
         assert lrs[0] == 0.05 and lrs[1] < lrs[0]
     assert all(math.isfinite(row["val_mse"]) for row in result.history)
+
+
+def test_compile_trains_through_torch_compile_and_checkpoints_the_plain_model(
+    tmp_path, monkeypatch
+):
+    compiled = []
+    real_compile = torch.compile
+
+    def recording_compile(module, **options):
+        compiled.append(type(module).__name__)
+        return real_compile(module, backend="eager", **options)  # Dynamo only: no C++ build
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    model, result = _fit(tmp_path / "compiled", _config(epochs=2, compile=True))
+    _, eager = _fit(tmp_path / "eager", _config(epochs=2))
+    assert compiled == ["DriftModel"]
+    for ours, plain in zip(result.history, eager.history, strict=True):
+        assert ours["train_mse"] == pytest.approx(plain["train_mse"], rel=1e-6)
+        assert ours["val_mse"] == pytest.approx(plain["val_mse"], rel=1e-6)
+    state = load_checkpoint(tmp_path / "compiled" / "last.pt")["model_state"]
+    assert set(state) == set(model.state_dict())  # no "_orig_mod." prefixes

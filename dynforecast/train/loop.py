@@ -141,6 +141,9 @@ def fit(
         restore_rng(resume["rng"])
         state = FitState.from_checkpoint(resume)
     network = wrap_model(model, device, context)
+    if optim.compile:
+        # Checkpoints keep saving ``model``: the compiled wrapper's state_dict has other key names.
+        network = torch.compile(network)
     autocast = optim.amp and device.type == "cuda"
     progress = progress or EpochProgress(enabled=context.is_main)
 

@@ -39,7 +39,7 @@ from dynforecast.train.metrics import evaluate_errors
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
-RESUMABLE_CHANGES = ("optim.epochs", "device")
+RESUMABLE_CHANGES = ("optim.epochs", "device", "optim.compile")
 
 
 @dataclass(frozen=True)
