@@ -184,6 +184,33 @@ def test_a_lattice_marked_non_periodic_is_no_box(tmp_path):
     assert read_trajectory(path).box is None
 
 
+def test_a_slab_keeps_its_periodic_axes_through_h5md_and_export(tmp_path, capsys):
+    source = tmp_path / "slab.extxyz"
+    frames = [
+        f'2\nLattice="5 0 0 0 6 0 0 0 30" pbc="T T F" Properties=species:S:1:pos:R:3\n'
+        f"O 1 2 {z}\nO 2 3 {z + 1.5}\n"
+        for z in (10.0, 10.25, 10.5)
+    ]
+    source.write_text("".join(frames))
+    out = tmp_path / "slab.h5"
+    ingest([source], out)
+    with h5py.File(out, "r") as h5:
+        assert list(h5["particles/slab/box"].attrs["boundary"]) == ["periodic", "periodic", "none"]
+    (stored,) = read_h5md(out)
+    np.testing.assert_array_equal(stored.box[0], np.diag([5.0, 6.0, 30.0]))
+    export_trajectory(stored, tmp_path / "back.extxyz")
+    text = (tmp_path / "back.extxyz").read_text()
+    assert text.count('pbc="T T F"') == 3 and 'pbc="T T T"' not in text
+    again = read_trajectory(tmp_path / "back.extxyz")
+    np.testing.assert_array_equal(again.box, stored.box)
+    assert again.parameters["periodic_axes"] == "T T F"
+    export_trajectory(stored, tmp_path / "slab.pdb")
+    assert capsys.readouterr().err == (
+        f"warning: {tmp_path / 'slab.pdb'}: the box is periodic along some axes only (T T F); "
+        "PDB's CRYST1 cannot say so\n"
+    )
+
+
 def test_unitless_box_exports_as_if_in_angstrom(tmp_path):
     box = np.broadcast_to(np.diag([4.0, 5.0, 6.0]).astype(np.float32), (2, 3, 3)).copy()
     system = Trajectory(

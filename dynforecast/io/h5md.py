@@ -41,7 +41,7 @@ from dynforecast.errors import InputError
 from dynforecast.io.atomic import atomic_output
 from dynforecast.io.checksum import file_checksum
 from dynforecast.io.stream import empty_frames
-from dynforecast.io.trajectory import ParameterValue, Trajectory
+from dynforecast.io.trajectory import ParameterValue, Trajectory, periodic_axes
 
 __all__ = [
     "H5MDWriter",
@@ -189,7 +189,8 @@ class H5MDWriter:
         group = h5["particles"].create_group(name)
         box = group.create_group("box")
         box.attrs["dimension"] = 3
-        box.attrs["boundary"] = ["periodic" if has_box else "none"] * 3
+        axes = periodic_axes(dict(parameters or {}), has_box)
+        box.attrs["boundary"] = ["periodic" if periodic else "none" for periodic in axes]
 
         frame_cap = 1024 if expected_frames is None else max(1, min(1024, expected_frames))
         frames = max(1, min(frame_cap, _CHUNK_BYTES // max(1, 12 * n_particles)))

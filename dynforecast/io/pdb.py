@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast.console import log
 from dynforecast.errors import InputError, OutputError
 from dynforecast.io.atomic import atomic_output
 from dynforecast.io.quiet import stdout_to_stderr
-from dynforecast.io.trajectory import Trajectory
+from dynforecast.io.trajectory import PERIODIC_AXES, Trajectory, periodic_axes
 from dynforecast.io.units import length_factor
 
 PDB_EXTENSIONS = (".pdb",)
@@ -102,6 +103,11 @@ def write_pdb(trajectory: Trajectory, path: str | Path, *, overwrite: bool = Fal
     )
     if trajectory.box is not None:
         frames.unitcell_vectors = trajectory.box.astype(np.float64) * to_nm  # header CRYST1
+        if not all(periodic_axes(trajectory.parameters, True)):
+            log(
+                f"warning: {path}: the box is periodic along some axes only "
+                f"({trajectory.parameters[PERIODIC_AXES]}); PDB's CRYST1 cannot say so"
+            )
     with atomic_output(path, overwrite=overwrite) as scratch, stdout_to_stderr():
         frames.save_pdb(str(scratch))
         if trajectory.box is not None:

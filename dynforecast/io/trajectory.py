@@ -19,6 +19,10 @@ import numpy as np
 LENGTH_UNITS = ("nm", "Angstrom", "1")
 TIME_UNITS = ("ps", "fs", "s", "1")
 
+#: Parameter naming the periodic axes of a partly periodic box ("T T F": a slab), as extended XYZ
+#: writes them; absent means a box is periodic along all three axes (every mdtraj format).
+PERIODIC_AXES = "periodic_axes"
+
 #: Values allowed in ``Trajectory.parameters``: strings, or NumPy arrays of numbers or strings.
 ParameterValue = str | np.ndarray
 
@@ -118,3 +122,18 @@ def box_lengths_and_angles(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     norms = np.stack([lengths[:, i] * lengths[:, j] for i, j in pairs], axis=1)
     angles = np.degrees(np.arccos(np.clip(dots / np.where(norms > 0, norms, 1.0), -1.0, 1.0)))
     return lengths, angles
+
+
+def periodic_axes(parameters: dict, has_box: bool) -> tuple[bool, bool, bool]:
+    """Which of the three box axes are periodic: none without a box, else ``PERIODIC_AXES``."""
+    if not has_box:
+        return (False, False, False)
+    flags = str(parameters.get(PERIODIC_AXES, "T T T")).split()
+    if len(flags) != 3 or any(f not in ("T", "F") for f in flags):
+        raise ValueError(f"expected {PERIODIC_AXES} like 'T T F' (got {flags!r})")
+    return tuple(f == "T" for f in flags)  # type: ignore[return-value]
+
+
+def format_periodic_axes(axes) -> str:
+    """'T T F' for (True, True, False): the extended XYZ spelling."""
+    return " ".join("T" if a else "F" for a in axes)

@@ -13,13 +13,15 @@ Reading (``ase.io.iread``, extxyz parser, which also reads plain XYZ):
   (``ase.neighborlist.natural_cutoffs``); the search is ASE's vectorised ``neighbor_list``.
 - unit cell: when frame 0 is periodic in any direction (``pbc``; ``Lattice=`` without ``pbc=``
   means periodic), every frame's ``Lattice=`` vectors become the box (Angstrom); frames must all
-  have a periodic cell or none.
+  have a periodic cell or none. A partly periodic box (``pbc="T T F"``: a slab) keeps its axes in
+  the ``periodic_axes`` parameter, which the H5MD box's ``boundary`` and the writer follow.
 - the particle count and species must stay the same in every frame.
 
 Writing produces extended XYZ (readable as plain XYZ: the first four columns are symbol x y z):
 positions in Angstrom with 9 significant digits, so float32 values survive a round trip exactly,
 ``time=`` in fs when the time unit converts, ``momenta`` when the velocities' unit converts, and
-``Lattice=`` (Angstrom, 9 significant digits) with ``pbc="T T T"`` for a box, else ``pbc="F F F"``.
+``Lattice=`` (Angstrom, 9 significant digits) with the box's ``pbc`` flags (``"T T T"`` unless it
+is partly periodic), else ``pbc="F F F"``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ from dynforecast.io.stream import (
     chunk_boxes,
     empty_frames,
 )
-from dynforecast.io.trajectory import Trajectory
+from dynforecast.io.trajectory import (
+    PERIODIC_AXES,
+    Trajectory,
+    format_periodic_axes,
+    periodic_axes,
+)
 from dynforecast.io.units import length_factor, time_factor, velocity_factor
 
 XYZ_EXTENSIONS = (".xyz", ".extxyz", ".xyz.gz", ".xyz.bz2", ".extxyz.gz", ".extxyz.bz2")
@@ -113,6 +120,8 @@ def open_xyz(
     )
     chunk = auto_chunk_frames(header.n_particles, chunk_frames)
     has_box = bool(first.pbc.any())
+    if has_box and not first.pbc.all():  # a slab or a wire: keep which axes wrap
+        header.parameters[PERIODIC_AXES] = format_periodic_axes(first.pbc)
     chunks = _iter_chunks(path, header, stride, chunk, has_velocities, has_time, has_box)
     return StreamedSystem(
         header=header, has_velocities=has_velocities, chunks=chunks, has_box=has_box
@@ -260,11 +269,14 @@ def write_xyz(trajectory: Trajectory, path: str | Path, *, overwrite: bool = Fal
 def _lattice_fields(trajectory: Trajectory, to_angstrom: float) -> list[str] | None:
     """Per frame 'Lattice="ax ay az bx ... cz" pbc="T T T"' in Angstrom, or None without a box.
 
+    ``pbc`` follows the ``periodic_axes`` parameter of a partly periodic box (a slab: "T T F").
+
     Nine significant digits, like positions, so a float32 box survives the round trip exactly;
     unitless boxes are written as if in Angstrom, as positions are.
     """
     if trajectory.box is None:
         return None
     box = trajectory.box.astype(np.float64).reshape(-1, 9) * to_angstrom
-    field = 'Lattice="' + " ".join(["%.9g"] * 9) + '" pbc="T T T"\n'
+    pbc = format_periodic_axes(periodic_axes(trajectory.parameters, True))
+    field = 'Lattice="' + " ".join(["%.9g"] * 9) + f'" pbc="{pbc}"\n'
     return (field * len(box) % tuple(box.ravel().tolist())).splitlines()
