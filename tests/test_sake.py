@@ -189,7 +189,10 @@ def test_speed_input_without_any_velocity_is_refused():
             {"attention": "dense"},
             "expected attention in ('semantic', 'euclidean_softmax_2022') (got 'dense')",
         ),
-        ({"dt_scale": "1/L"}, "expected dt_scale in (None, 'target_dt/L') (got '1/L')"),
+        (
+            {"dt_scale": "1/L"},
+            "expected dt_scale in (None, 'none', 'target_dt/L') (got '1/L')",
+        ),
         ({"init": "xavier"}, "expected init in ('lecun', 'torch') (got 'xavier')"),
         ({"cutoff": 0.0}, "expected a positive cutoff or None (got 0.0)"),
         ({"num_layers": 0}, "expected num_layers >= 1 (got 0)"),
@@ -531,3 +534,15 @@ def test_torch_compile_matches_eager():
     batch = make_batch([5, 5], dtype=torch.float32)
     compiled = torch.compile(model)
     torch.testing.assert_close(compiled(batch), model(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_dt_scale_none_spelled_as_a_string_is_the_reference_update():
+    torch.manual_seed(0)
+    reference = small_sake(dt_scale=None)
+    spelled = small_sake(dt_scale="none")
+    spelled.load_state_dict(reference.state_dict())
+    scaled = small_sake(dt_scale="target_dt/L")
+    scaled.load_state_dict(reference.state_dict())
+    batch = make_batch([3, 4])
+    assert torch.equal(spelled(batch), reference(batch))
+    assert not torch.allclose(scaled(batch), reference(batch))

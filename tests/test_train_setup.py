@@ -138,3 +138,13 @@ def test_generated_nbody_data_selects_its_recorded_protocol() -> None:
     )
     systems[0].parameters.pop("window_protocol")
     assert recommended_protocol(systems) is None  # mixed: no recommendation
+
+
+def test_training_steps_sake_by_the_target_time_unless_told_otherwise():
+    systems = [make_system(f"s{i}", 30, 4, velocities=True, charges=True) for i in range(2)]
+    chosen = _resolve(systems, "model.name=sake")
+    assert chosen.model.hyperparameters["dt_scale"] == "target_dt/L"
+    told = _resolve(systems, "model.name=sake", "model.dt_scale=none")
+    assert told.model.hyperparameters["dt_scale"] == "none"
+    assert setup.build_model(told).dt_scale == "none"
+    assert "dt_scale" not in _resolve(systems, "model.name=egnn").model.hyperparameters

@@ -41,6 +41,8 @@ MAX_ALL_PAIRS_PARTICLES = 200
 MIN_SYSTEMS_FOR_SYSTEM_SPLIT = 10
 #: Options that mean "the number of past frames" / "node attribute columns" in model signatures.
 FRAMES_OPTION, NODE_ATTR_OPTION = "num_past_frames", "node_attr_dim"
+#: Kinetic models take steps of target_dt / L when trained here (see models/sake.py, dt_scale).
+DT_SCALE_OPTION, TRAIN_DT_SCALE = "dt_scale", "target_dt/L"
 SPECIES_ENCODING_OPTIONS = ("node_input", "species")
 
 
@@ -140,6 +142,8 @@ def resolve_config(
         window = dataclasses.replace(window, past_frames=1 if has_velocities else 2)
     window = dataclasses.replace(window, spacing=window.spacing or 1)
 
+    if DT_SCALE_OPTION in options and DT_SCALE_OPTION not in hyper:
+        hyper[DT_SCALE_OPTION] = TRAIN_DT_SCALE  # dimensionally consistent steps (models/sake.py)
     if NODE_ATTR_OPTION in options and NODE_ATTR_OPTION not in hyper:
         hyper[NODE_ATTR_OPTION] = 1 if has_charges else 0
     for option in SPECIES_ENCODING_OPTIONS:
