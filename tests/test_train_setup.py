@@ -148,3 +148,41 @@ def test_training_steps_sake_by_the_target_time_unless_told_otherwise():
     assert told.model.hyperparameters["dt_scale"] == "none"
     assert setup.build_model(told).dt_scale == "none"
     assert "dt_scale" not in _resolve(systems, "model.name=egnn").model.hyperparameters
+
+
+def test_sake_trained_on_motion_in_seconds_needs_the_scaled_kinetic_update(tmp_path):
+    """Skeleton-like motion stored in seconds (120 frames/s): the reference's x + v' per layer adds
+    velocities in units per second, hundreds of units off, and training does not recover; the
+    update scaled by target_dt / L (train's default) starts at constant-velocity extrapolation."""
+    import dataclasses
+
+    from dynforecast.io.h5md import write_h5md
+    from dynforecast.train.run import train
+
+    rng = np.random.default_rng(0)
+    t = np.arange(400)[:, None, None] / 120.0
+    phase, freq = rng.uniform(0, 2 * np.pi, (1, 8, 3)), rng.uniform(0.5, 2, (1, 8, 3))
+    wave = 40 * np.sin(2 * np.pi * freq * t + phase) + 10 * rng.normal(size=(1, 8, 3))
+    system = dataclasses.replace(
+        make_system("walk", 400, 8),
+        positions=wave.astype(np.float32),
+        time=t.ravel(),
+        time_unit="s",
+        length_unit="1",
+    )
+    write_h5md(tmp_path / "walk.h5", [system])
+    results = {}
+    for scale in ("target_dt/L", "none"):
+        config = resolve_config(
+            None,
+            [
+                "model.name=sake", "window.protocol=motion", "model.hidden_dim=16",
+                "model.num_layers=2", f"model.dt_scale={scale}", "split.fractions=[0.6,0.2,0.2]",
+                "optim.epochs=3",
+            ],
+        )  # fmt: skip
+        results[scale] = train(tmp_path / "walk.h5", config, tmp_path / scale.replace("/", "_"))
+    scaled, reference = results["target_dt/L"], results["none"]
+    stay, cv = (scaled.baselines_val_mse[k] for k in ("stay", "constant_velocity"))
+    assert scaled.best_val_mse < min(stay, 1.1 * cv)
+    assert reference.best_val_mse > 100 * stay  # why train does not default to the reference form
