@@ -7,11 +7,13 @@ a fixed number of CPU threads, synthetic inputs (timing does not depend on the v
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from benchmarks.timing import median_ms
 from dynforecast.models import ForecastModel, WindowBatch
@@ -110,6 +112,38 @@ class Timing:
         return self.batch_size / (milliseconds / 1000.0)
 
 
+def timed_calls(
+    model: nn.Module, predict: Callable[[], Tensor], batch: WindowBatch
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The two calls every speed figure times: ``predict()`` under no_grad (inference), and the
+    MSE of ``predict()`` to ``batch.target`` backpropagated into ``model`` (gradients cleared
+    first). ``predict`` may run a model other than ours on converted inputs (the references)."""
+    if batch.target is None:
+        raise ValueError("expected a batch with a target for the backward timing (got none)")
+    target = batch.target
+
+    def forward() -> None:
+        with torch.no_grad():
+            predict()
+
+    def forward_backward() -> None:
+        model.zero_grad(set_to_none=True)
+        (predict() - target).square().mean().backward()
+
+    return forward, forward_backward
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads, restoring the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def time_model(
     model: ForecastModel,
     batch: WindowBatch,
@@ -125,22 +159,8 @@ def time_model(
     median of ``repeats`` calls; with ``rounds`` > 1 the best (lowest) median of that many
     rounds, which filters out periods when other jobs load a shared machine.
     """
-    if batch.target is None:
-        raise ValueError("expected a batch with a target for the backward timing (got none)")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-
-        def forward() -> None:
-            with torch.no_grad():
-                model(batch)
-
-        def forward_backward() -> None:
-            model.zero_grad(set_to_none=True)
-            (model(batch) - batch.target).square().mean().backward()
-
+    forward, forward_backward = timed_calls(model, lambda: model(batch), batch)
+    with torch_threads(threads):
         forward_ms = min(median_ms(forward, repeats, warmup) for _ in range(rounds))
         backward_ms = min(median_ms(forward_backward, repeats, warmup) for _ in range(rounds))
-    finally:
-        torch.set_num_threads(previous)
     return Timing(threads, batch.num_graphs, forward_ms, backward_ms)

@@ -15,9 +15,7 @@ that the load of a shared machine falls on both equally.
 from __future__ import annotations
 
 import importlib
-import statistics
 import sys
-import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from benchmarks.model_timing import timed_calls, torch_threads
+from benchmarks.timing import alternate
 from dynforecast.models import WindowBatch
 from dynforecast.models.estag import ESTAG
 
@@ -138,16 +138,8 @@ def _interleaved_medians(
     first: Callable[[], object], second: Callable[[], object], repeats: int, warmup: int
 ) -> tuple[float, float]:
     """Median ms of each function, calling them alternately so both see the same load."""
-    for _ in range(warmup):
-        first()
-        second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, samples in zip((first, second), times, strict=True):
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+    ours, reference = alternate(first, second, repeats, warmup)
+    return ours.median_ms, reference.median_ms
 
 
 def time_pair(
@@ -163,37 +155,18 @@ def time_pair(
 
     Each figure is the lowest of ``rounds`` medians (the quietest period of a shared machine).
     """
-    if batch.target is None:
-        raise ValueError("expected a batch with a target for the backward timing (got none)")
-    calls = ((ours, lambda: ours(batch)), (reference, reference_call(reference, batch)))
-
-    def forward(call: Callable[[], Tensor]) -> Callable[[], None]:
-        def run() -> None:
-            with torch.no_grad():
-                call()
-
-        return run
-
-    def forward_backward(model: nn.Module, call: Callable[[], Tensor]) -> Callable[[], None]:
-        def run() -> None:
-            model.zero_grad(set_to_none=True)
-            (call() - batch.target).square().mean().backward()
-
-        return run
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    ours_forward, ours_step = timed_calls(ours, lambda: ours(batch), batch)
+    reference_forward, reference_step = timed_calls(
+        reference, reference_call(reference, batch), batch
+    )
+    with torch_threads(threads):
         fwd = [
-            _interleaved_medians(*(forward(call) for _, call in calls), repeats, warmup)
+            _interleaved_medians(ours_forward, reference_forward, repeats, warmup)
             for _ in range(rounds)
         ]
         bwd = [
-            _interleaved_medians(*(forward_backward(*pair) for pair in calls), repeats, warmup)
-            for _ in range(rounds)
+            _interleaved_medians(ours_step, reference_step, repeats, warmup) for _ in range(rounds)
         ]
-    finally:
-        torch.set_num_threads(previous)
     return PairTiming(
         threads,
         min(t[0] for t in fwd),

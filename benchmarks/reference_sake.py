@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import importlib
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from benchmarks.model_timing import timed_calls, torch_threads
+from benchmarks.timing import CallSamples, alternate
 from dynforecast.models import WindowBatch
 from dynforecast.models.sake import Sake, input_velocity
 
@@ -137,40 +138,6 @@ def one_hot_joints(batch: WindowBatch) -> Tensor:
     nodes = batch.num_nodes // batch.num_graphs
     joints = torch.eye(nodes, dtype=batch.positions.dtype).repeat(batch.num_graphs, 1)
     return torch.cat([input_velocity(batch).norm(dim=1, keepdim=True), joints], dim=1)
-
-
-@dataclass(frozen=True)
-class CallSamples:
-    """Wall and process-CPU seconds of each timed call of one function."""
-
-    wall: list[float]
-    cpu: list[float]
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.wall) * 1e3
-
-    @property
-    def cores_used(self) -> float:
-        """CPU seconds per wall second over all calls (1 = one busy core)."""
-        return sum(self.cpu) / sum(self.wall)
-
-
-def alternate(
-    first: Callable[[], object], second: Callable[[], object], repeats: int, warmup: int
-) -> tuple[CallSamples, CallSamples]:
-    """Call the two functions alternately, recording wall and process CPU time of each call."""
-    for _ in range(warmup):
-        first()
-        second()
-    samples = (CallSamples([], []), CallSamples([], []))
-    for _ in range(repeats):
-        for fn, record in zip((first, second), samples, strict=True):
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            record.cpu.append(time.process_time() - cpu)
-            record.wall.append(time.perf_counter() - wall)
-    return samples
 
 
 # -- the reference (needs JAX and Flax) -----------------------------------------------------------
@@ -309,24 +276,10 @@ def time_pair(
     ``ours`` may be a compiled wrapper of our model. torch runs with ``threads`` intra-op
     threads (restored afterwards); XLA with its own pool.
     """
-    if batch.target is None:
-        raise ValueError("expected a batch with a target for the backward timing (got none)")
-
-    def forward() -> None:
-        with torch.no_grad():
-            ours(batch)
-
-    def forward_backward() -> None:
-        ours.zero_grad(set_to_none=True)
-        (ours(batch) - batch.target).square().mean().backward()
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    forward, forward_backward = timed_calls(ours, lambda: ours(batch), batch)
+    with torch_threads(threads):
         fwd = alternate(forward, reference.forward, repeats, warmup)
         bwd = alternate(forward_backward, reference.forward_backward, repeats, warmup)
-    finally:
-        torch.set_num_threads(previous)
     return SakePairTiming(threads, fwd[0], fwd[1], bwd[0], bwd[1])
 
 
