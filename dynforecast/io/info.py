@@ -20,7 +20,6 @@ import numpy as np
 
 from dynforecast.io.h5md import iter_h5md_blocks, list_systems, read_is_forecast
 from dynforecast.io.table import format_table
-from dynforecast.io.trajectory import box_lengths_and_angles
 
 #: Frames per block when scanning coordinates.
 _BLOCK_FRAMES = 256
@@ -65,8 +64,7 @@ def describe_system(path: str | Path, name: str) -> dict[str, Any]:
         header = read_h5md(path, [name])[0]
     flags = read_is_forecast(path, name)
     found = bool(np.isfinite(lower).all())
-    first_box = header.box[:1] if header.box is not None else np.zeros((0, 3, 3))
-    lengths, angles = box_lengths_and_angles(first_box)
+    lengths, angles = _first_cell(header.box)
     return {
         "name": name,
         "frames": frames,
@@ -87,8 +85,8 @@ def describe_system(path: str | Path, name: str) -> dict[str, Any]:
         "source": header.source,
         "checksum": header.checksum,
         "periodic": header.box is not None,
-        "box_lengths": lengths[0].tolist() if len(lengths) else None,
-        "box_angles": angles[0].tolist() if len(angles) else None,
+        "box_lengths": lengths,
+        "box_angles": angles,
     }
 
 
@@ -106,6 +104,17 @@ def _number(value: float | None) -> str:
 
 def _vector(values: list[float] | None) -> str:
     return "-" if values is None else "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _first_cell(box: np.ndarray | None) -> tuple[list[float] | None, list[float] | None]:
+    """Edge lengths a, b, c and angles alpha, beta, gamma (degrees) of the first frame's cell."""
+    if box is None or len(box) == 0:
+        return None, None
+    from mdtraj.utils import box_vectors_to_lengths_and_angles
+
+    a, b, c = np.asarray(box[:1], dtype=np.float64).transpose(1, 0, 2)
+    cell = np.ravel(box_vectors_to_lengths_and_angles(a, b, c))
+    return cell[:3].tolist(), cell[3:].tolist()
 
 
 def _box(system: dict[str, Any]) -> str:

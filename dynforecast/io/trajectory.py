@@ -109,21 +109,6 @@ class Trajectory:
             raise ValueError(f"expected a time unit in {TIME_UNITS} (got {self.time_unit!r})")
 
 
-def box_lengths_and_angles(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edge lengths a, b, c [F, 3] and angles alpha, beta, gamma in degrees [F, 3] of ``box``.
-
-    The crystallographic form (PDB CRYST1, MDAnalysis ``dimensions``) of box vectors [F, 3, 3]
-    (rows); alpha is the angle between b and c, beta between a and c, gamma between a and b.
-    """
-    vectors = np.asarray(box, dtype=np.float64)
-    lengths = np.linalg.norm(vectors, axis=2)
-    pairs = ((1, 2), (0, 2), (0, 1))
-    dots = np.stack([(vectors[:, i] * vectors[:, j]).sum(axis=1) for i, j in pairs], axis=1)
-    norms = np.stack([lengths[:, i] * lengths[:, j] for i, j in pairs], axis=1)
-    angles = np.degrees(np.arccos(np.clip(dots / np.where(norms > 0, norms, 1.0), -1.0, 1.0)))
-    return lengths, angles
-
-
 def periodic_axes(parameters: dict, has_box: bool) -> tuple[bool, bool, bool]:
     """Which of the three box axes are periodic: none without a box, else ``PERIODIC_AXES``."""
     if not has_box:

@@ -40,7 +40,8 @@ class ForecastModel(nn.Module):
     config: dict[str, Any]
 
     def forward(self, batch: WindowBatch) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+        """Every registered model overrides this; the base class only fixes the signature."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(batch)")
 
 
 def register(name: str) -> Callable[[type[ForecastModel]], type[ForecastModel]]:
