@@ -298,6 +298,19 @@ class H5MDWriter:
             dataset.resize(start + f, axis=0)
             dataset[start : start + f] = np.asarray(data, dtype=dtype)
 
+    def set_parameter(self, name: str, key: str, value: ParameterValue) -> None:
+        """Add (or replace) one parameter of system ``name`` after it was created.
+
+        For what is only known once the frames are written, such as a reader's ingest notes.
+        """
+        self._system_group(name)
+        params = self.file[f"parameters/dynforecast/{name}"]
+        if key in params.attrs:
+            del params.attrs[key]
+        if key in params:
+            del params[key]
+        _write_parameter(params, key, value)
+
     def set_is_forecast(self, name: str, flags: np.ndarray) -> None:
         """Mark each frame 0 (given) or 1 (predicted); call after all frames are appended."""
         group = self._system_group(name)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast.console import log
 from dynforecast.errors import UsageError
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
+from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
 from dynforecast.io.readers import default_system_name, input_kind, open_input
 from dynforecast.io.table import format_table
 
@@ -88,6 +90,7 @@ class IngestedSystem:
     length_unit: str
     time_unit: str
     has_velocities: bool
+    notes: tuple[IngestNote, ...] = ()
 
 
 def system_names(inputs: Sequence[Path], names: Sequence[str] | None) -> list[str]:
@@ -157,6 +160,10 @@ def ingest(
                 frames += chunk.n_frames
                 if progress is not None:
                     progress(name, frames)
+            if system.notes:
+                writer.set_parameter(name, NOTES_PARAMETER, notes_to_json(system.notes))
+                for note in system.notes:
+                    log(note.line(header.source or str(path)))
             summaries.append(
                 IngestedSystem(
                     name=name,
@@ -167,6 +174,7 @@ def ingest(
                     length_unit=header.length_unit,
                     time_unit=header.time_unit,
                     has_velocities=system.has_velocities,
+                    notes=tuple(system.notes),
                 )
             )
     return summaries

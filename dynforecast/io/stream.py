@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dynforecast.errors import InputError
+from dynforecast.io.notes import IngestNote
 from dynforecast.io.trajectory import Trajectory
 
 
@@ -48,13 +49,16 @@ class StreamedSystem:
     ``header`` is a `Trajectory` with zero frames that carries everything but the frames;
     ``has_velocities`` and ``has_box`` say whether the chunks carry velocities and a unit cell
     (known before the first chunk, because the H5MD layout is created before frames are
-    appended). ``chunks`` can be iterated once.
+    appended). ``chunks`` can be iterated once. ``notes`` lists what the reader dropped,
+    guessed or reinterpreted (`io.notes`); readers may append to it while chunks are read, and
+    ingest reports and records it after the last chunk.
     """
 
     header: Trajectory
     has_velocities: bool
     chunks: Iterator[FrameChunk]
     has_box: bool = False
+    notes: list[IngestNote] = field(default_factory=list)
 
 
 #: Default chunk size in bytes of positions: per-chunk overhead is already negligible at this
