@@ -133,7 +133,20 @@ def run_cell(cell: Cell, data: Path) -> dict:
     """Train and evaluate one cell; write and return its result record."""
     started = time.perf_counter()
     training = _json_command(cell.train_argv(data))
+    seconds = round(time.perf_counter() - started, 1)
+    return _write_record(cell, data, training, seconds)
+
+
+def refresh_evaluation(cell: Cell, data: Path) -> dict:
+    """Evaluate a finished cell's best.pt again (e.g. after new baselines were added)."""
+    record = json.loads(cell.result_path().read_text(encoding="utf-8"))
+    return _write_record(cell, data, record["training"], record["seconds"])
+
+
+def _write_record(cell: Cell, data: Path, training: dict, seconds: float) -> dict:
     evaluation = _json_command(cell.evaluate_argv(data))
+    config_file = cell.run_dir() / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else None
     record = {
         "table": cell.table.name,
         "dataset": cell.dataset.name,
@@ -147,9 +160,10 @@ def run_cell(cell: Cell, data: Path) -> dict:
         "unit": evaluation.get("unit"),
         "windows": evaluation.get("windows"),
         "training": training,
+        "config": config,
         "data_command": cell.dataset.command,
         "train_command": " ".join(_shown(cell.train_argv(data))),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": seconds,
         "machine": machine(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -208,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the table's epoch budget")
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once (one thread each)")
     parser.add_argument("--dry-run", action="store_true", help="list the cells still to run")
+    parser.add_argument(
+        "--refresh-evaluation",
+        action="store_true",
+        help="re-evaluate finished cells whose run directory is still in the cache",
+    )
     args = parser.parse_args(argv)
     tables = list(TABLES) if "all" in args.tables else args.tables
     cells = plan(
@@ -219,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         splits=args.splits,
         epochs=args.epochs,
     )
-    todo = [cell for cell in cells if not cell.result_path().exists()]
+    if args.refresh_evaluation:
+        todo = [c for c in cells if c.result_path().exists() and (c.run_dir() / "best.pt").exists()]
+    else:
+        todo = [cell for cell in cells if not cell.result_path().exists()]
     print(
         f"{len(cells)} cells, {len(cells) - len(todo)} cached, {len(todo)} to run", file=sys.stderr
     )
@@ -239,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     def one(cell: Cell) -> None:
         nonlocal failures
         try:
-            record = run_cell(cell, paths[cell.dataset.name])
+            work = refresh_evaluation if args.refresh_evaluation else run_cell
+            record = work(cell, paths[cell.dataset.name])
             print(
                 f"{cell.key}: test MSE {record['test_mse']:.6g} ({record['seconds']} s)",
                 file=sys.stderr,

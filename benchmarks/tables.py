@@ -43,7 +43,8 @@ def table_markdown(name: str, records: list[dict]) -> str:
         groups[(record["dataset"], record["split"], record["model"])].append(record)
     order = {m: i for i, m in enumerate(table.models)}
     lines = [f"### {table.title}", "", HEADER, RULE]
-    datasets = sorted({key[:2] for key in groups})
+    split_order = {s.name: i for i, s in enumerate(table.splits)}
+    datasets = sorted({key[:2] for key in groups}, key=lambda k: (k[0], split_order.get(k[1], 99)))
     for dataset, split in datasets:
         cells = sorted(
             (key for key in groups if key[:2] == (dataset, split)),
