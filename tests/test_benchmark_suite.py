@@ -77,8 +77,6 @@ def test_bvh_slice_keeps_hierarchy_and_frames(tmp_path):
 
 
 def test_md17_simulation_resumes_where_it_stopped(tmp_path, monkeypatch):
-    pytest.importorskip("tblite")
-    pytest.importorskip("rdkit")
     from ase.io import read
 
     kwargs = {"steps": 30, "equilibration_steps": 5, "block_steps": 10}
