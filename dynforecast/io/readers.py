@@ -17,6 +17,7 @@ from dynforecast.io.molecular import (
     TRAJECTORY_EXTENSIONS,
     open_molecular,
 )
+from dynforecast.io.selection import check_syntax
 from dynforecast.io.stream import StreamedSystem, collect
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.xyz import XYZ_EXTENSIONS, open_xyz
@@ -68,6 +69,8 @@ def input_kind(
         kind = "molecular"
     elif extension in XYZ_EXTENSIONS or extension in BVH_EXTENSIONS:
         kind = "xyz" if extension in XYZ_EXTENSIONS else "bvh"
+        if select is not None:
+            check_syntax(select, reader=kind.upper(), has_elements=kind == "xyz")
     elif extension in TRAJECTORY_EXTENSIONS:
         raise InputError(f"{path}: a {extension} trajectory needs --topology")
     else:

@@ -232,3 +232,27 @@ def select(text: str, particles: Particles) -> np.ndarray:
     if not mask.any():
         raise UsageError(f"--select {text!r}: matches no {particles.what}")
     return np.flatnonzero(mask).astype(np.int64)
+
+
+def subset_bonds(bonds: np.ndarray, kept: np.ndarray, count: int) -> np.ndarray:
+    """int32 [M', 2] the bonds [M, 2] between ``kept`` particles (of ``count``), renumbered."""
+    new_index = np.full(count, -1, dtype=np.int64)
+    new_index[kept] = np.arange(kept.size)
+    pairs = new_index[np.asarray(bonds, dtype=np.int64).reshape(-1, 2)]
+    return pairs[(pairs >= 0).all(axis=1)].astype(np.int32).reshape(-1, 2)
+
+
+def select_subset(
+    text: str, particles: Particles, bonds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept indices int64 [K], the bonds between them renumbered int32 [M', 2])."""
+    kept = select(text, particles)
+    return kept, subset_bonds(bonds, kept, particles.count)
+
+
+def check_syntax(text: str, *, reader: str, has_elements: bool) -> None:
+    """Raise the UsageError `select` would raise for a malformed ``text``, before any file is
+    read (a selection that merely matches nothing is only known once the particles are)."""
+    species = np.zeros(0, dtype=np.int32) if has_elements else None
+    what = "atoms" if has_elements else "joints"
+    _Parser(text, Particles([], species, what=what, reader=reader)).parse()
