@@ -29,7 +29,7 @@ import numpy as np
 
 from dynforecast.errors import InputError
 from dynforecast.io.bvh_kinematics import POSITION_CHANNELS, ROTATION_CHANNELS, BvhSkeleton
-from dynforecast.io.notes import IngestNote
+from dynforecast.io.notes import IngestNote, counted
 
 #: Channel names by their upper-case spelling, for case-insensitive matching.
 _CHANNEL_NAMES = {c.upper(): c for c in POSITION_CHANNELS + ROTATION_CHANNELS}
@@ -335,7 +335,8 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
             IngestNote(
                 "ignored_rows",
                 extra,
-                f"{extra} motion rows after the {n_frames} frames of 'Frames:' ignored "
+                f"{counted(extra, 'motion row')} after the {n_frames} frames of 'Frames:' "
+                "ignored "
                 f"(from line {first_extra})",
             )
         )

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from io import StringIO
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ from dynforecast.errors import InputError, OutputError
 from dynforecast.io.atomic import atomic_output
 from dynforecast.io.checksum import file_checksum
 from dynforecast.io.inputs import check_input_file
-from dynforecast.io.notes import IngestNote
+from dynforecast.io.notes import IngestNote, counted
 from dynforecast.io.selection import Particles, select_subset
 from dynforecast.io.stream import (
     FrameChunk,
@@ -119,12 +118,14 @@ class _Frames:
 
     def take(self, count: int) -> list[tuple[RawFrame, object]]:
         """Up to ``count`` of the next stride-th frames as (raw frame, ase Atoms)."""
+        raw = []
         try:
-            raw = list(islice(self.raw, 0, count * self.stride, self.stride))
-            # islice stops at the last kept frame; skip the stride-1 frames after it next time
-            if raw:
-                for _ in islice(self.raw, self.stride - 1):
-                    pass
+            if count > 0:
+                for frame in self.raw:  # every frame is scanned; only kept ones are parsed
+                    if frame.index % self.stride == 0:
+                        raw.append(frame)
+                        if len(raw) == count:
+                            break
         except (OSError, EOFError, UnicodeError) as exc:  # gzip/bz2 corruption, I/O errors
             self.stream.close()
             raise InputError(f"{self.path}: cannot read ({_reason(exc)})") from exc
@@ -134,12 +135,13 @@ class _Frames:
 
     def _check_columns(self, frame: RawFrame) -> None:
         """Refuse short atom lines (naming the line); count lines with extra values."""
-        expected, _, has_positions = columns(frame.comment)
-        if not has_positions:  # ase would put every atom at the origin
+        layout = columns(frame.comment)
+        if not layout.has_positions:  # ase would put every atom at the origin
             raise InputError(
                 f"{self.path}: line {frame.line + 1}: the Properties of frame {frame.index} "
                 "declare no 'pos' column"
             )
+        expected = layout.values
         total = len("".join(frame.atoms).split())
         if total == expected * frame.n_atoms:
             return
@@ -148,10 +150,10 @@ class _Frames:
         if short.size:
             line = frame.first_atom_line + int(short[0])
             got = int(counts[short[0]])
-            problem = "blank line inside frame" if got == 0 else f"{got} values on an atom line"
+            problem = "blank line" if got == 0 else f"{got} values, expected {expected},"
             raise InputError(
-                f"{self.path}: line {line}: {problem} {frame.index}, expected {expected} "
-                f"({frame.n_atoms} atom lines after the count line {frame.line})"
+                f"{self.path}: line {line}: {problem} inside frame {frame.index} "
+                f"(its count line {frame.line} declares {frame.n_atoms} atoms)"
             )
         extra = np.flatnonzero(counts > expected)
         if extra.size and not self.extra_lines:
@@ -265,7 +267,7 @@ def open_xyz(
 
 def _recased(raw: RawFrame, atoms) -> IngestNote | None:
     """A note when frame 0 writes element symbols in another case than ase read them."""
-    _, column, _ = columns(raw.comment)
+    column = columns(raw.comment).species
     if column is None:
         return None
     written = np.array([line.split()[column] for line in raw.atoms], dtype=str)  # once per file
@@ -452,7 +454,8 @@ class _Reading:
                 IngestNote(
                     "skipped_blank_lines",
                     blank,
-                    f"{blank} blank lines between frames skipped (the first: line {first_blank})",
+                    f"{counted(blank, 'blank line')} between frames skipped "
+                    f"(the first: line {first_blank})",
                 )
             )
         if (cut := scanner.truncated) is not None:
@@ -469,8 +472,9 @@ class _Reading:
                 IngestNote(
                     "ignored_columns",
                     self.frames.extra_lines,
-                    f"values beyond the declared columns on {self.frames.extra_lines} atom lines "
-                    f"ignored (the first: line {self.frames.first_extra})",
+                    f"values beyond the declared columns on "
+                    f"{counted(self.frames.extra_lines, 'atom line')} ignored "
+                    f"(the first: line {self.frames.first_extra})",
                 )
             )
         count, frame = self.cells["placeholder"]
@@ -479,8 +483,8 @@ class _Reading:
                 IngestNote(
                     "placeholder_cell",
                     count,
-                    f"{count} frames (the first: frame {frame}) are periodic (pbc) but give no "
-                    "Lattice or one of zeros: stored without a unit cell",
+                    f"{counted(count, 'frame')} (the first: frame {frame}) periodic (pbc) but "
+                    "without a Lattice or with one of zeros: stored without a unit cell",
                 )
             )
         count, frame = self.cells["ignored"]
@@ -489,8 +493,8 @@ class _Reading:
                 IngestNote(
                     "ignored_cell",
                     count,
-                    f"the Lattice of {count} frames (the first: frame {frame}) is not stored: "
-                    'their pbc is "F F F"',
+                    f"the Lattice of {counted(count, 'frame')} (the first: frame {frame}) not "
+                    'stored: pbc is "F F F"',
                 )
             )
         for kind, count, detail in self.not_kept.notes():

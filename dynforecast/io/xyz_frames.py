@@ -23,12 +23,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from dynforecast.io.notes import counted
+
 #: Comment-line keys that give times, lower-cased.
 TIME_KEYS = ("time",)
 STEP_SIZE_KEYS = ("timestep", "dt", "time_step")
 STEP_KEYS = ("step", "md_step", "nstep")
-#: Per-atom arrays that become H5MD data (the rest is noted as not kept).
-KEPT_ARRAYS = frozenset({"numbers", "positions", "momenta"})
+#: Per-atom properties (extxyz names) that become H5MD data; the rest is noted as not kept.
+KEPT_PROPERTIES = frozenset({"species", "Z", "pos", "momenta"})
 _PROPERTIES = re.compile(r"""Properties\s*=\s*["']?([^"'\s]+)""")
 
 
@@ -48,22 +50,42 @@ def lookup(info: dict, keys: tuple[str, ...]) -> tuple[str, object] | None:
     return None
 
 
-def columns(comment: str) -> tuple[int, int | None, bool]:
-    """(values per atom line, column of the species symbol or None, whether a ``pos`` column
-    is declared) of the frame's ``Properties``; plain XYZ is ``symbol x y z``: (4, 0, True)."""
+@dataclass(frozen=True)
+class Layout:
+    """The atom-line columns a frame's ``Properties`` declares (plain XYZ: ``symbol x y z``).
+
+    ``values``: numbers of values per atom line; ``species``: column of the element symbol or
+    None; ``names``: the property names as written (``species``, ``pos``, ``forces``, ...).
+    """
+
+    values: int
+    species: int | None
+    names: tuple[str, ...]
+
+    @property
+    def has_positions(self) -> bool:
+        return "pos" in self.names
+
+    @property
+    def not_kept(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n not in KEPT_PROPERTIES)
+
+
+def columns(comment: str) -> Layout:
+    """The `Layout` of a frame from its comment line (cached per ``Properties`` string)."""
     match = _PROPERTIES.search(comment)
     return _layout(match.group(1) if match else "species:S:1:pos:R:3")
 
 
 @lru_cache(maxsize=64)
-def _layout(properties: str) -> tuple[int, int | None, bool]:
+def _layout(properties: str) -> Layout:
     fields = properties.split(":")
     total, species = 0, None
     for name, width in zip(fields[::3], fields[2::3], strict=False):
         if name == "species":
             species = total
         total += int(width) if width.isdigit() else 1
-    return total, species, "pos" in fields[::3]
+    return Layout(total, species, tuple(fields[::3]))
 
 
 @dataclass(frozen=True)
@@ -127,13 +149,12 @@ class NotKept:
 
     def add(self, atoms, comment: str, used: set[str]) -> None:
         """Count one frame (ase ``Atoms``; ``comment`` its raw comment line)."""
-        self.per_atom.update(set(atoms.arrays) - KEPT_ARRAYS)
-        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+        self.per_atom.update(columns(comment).not_kept)
+        results = atoms.calc.results if atoms.calc is not None else {}
+        per_atom = {k for k, v in results.items() if np.ndim(v) >= 1 and k != "stress"}
         values = {k for k, v in atoms.info.items() if k not in used and v is not True}
+        values |= set(results) - per_atom
         words = [k for k, v in atoms.info.items() if k not in used and v is True]
-        for name, value in results.items():
-            per_atom = np.ndim(value) >= 1 and np.shape(value)[0] == len(atoms) and name != "stress"
-            (self.per_atom if per_atom else values).add(name)
         if values:
             self.per_frame.update(values)
             self.value_frames += 1
@@ -154,7 +175,8 @@ class NotKept:
                 (
                     "dropped_values",
                     self.value_frames,
-                    f"comment-line values {names} of {self.value_frames} frames not kept",
+                    f"comment-line values {names} of {counted(self.value_frames, 'frame')} "
+                    "not kept",
                 )
             )
         if self.comment_frames:
@@ -164,7 +186,8 @@ class NotKept:
                 (
                     "dropped_comments",
                     self.comment_frames,
-                    f"comment lines of {self.comment_frames} frames not kept (the first: {text!r})",
+                    f"comment lines of {counted(self.comment_frames, 'frame')} not kept "
+                    f"(the first: {text!r})",
                 )
             )
         return out
