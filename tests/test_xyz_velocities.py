@@ -26,12 +26,18 @@ def run_md(path: Path, *, interval: int = 1, info: dict | None = None) -> None:
     from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md import velocitydistribution
     from ase.md.verlet import VelocityVerlet
 
     atoms = bulk("Cu", cubic=True).repeat(2)
     atoms.calc = EMT()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(3))
+    # thermalize_momenta (ase >= 3.29) replaces the deprecated MaxwellBoltzmannDistribution
+    thermalize = getattr(
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
+    )
+    thermalize(atoms, temperature_K=600, rng=np.random.default_rng(3))
     dynamics = VelocityVerlet(atoms, timestep=MD_STEP_FS * units.fs)
 
     def write() -> None:

@@ -10,9 +10,11 @@ the shared keywords equal on a PDB and an XYZ of the same molecule):
     index 0 2 4, index 0 to 9    0-based particle indices; ``to`` ranges are inclusive
     index < 10  (<= > >= ==)     index comparisons
     not X, X and Y, X or Y       ``not`` binds tightest, then ``and``, then ``or``
-    ( ... )                      grouping; ``!``, ``&&``, ``||`` are accepted for not/and/or
+    ( ... )                      grouping
 
-Values may be quoted ('...' or "...") to hold spaces or parentheses. Evaluation is one
+Values may be quoted ('...' or "...") to hold spaces or parentheses. mdtraj's symbolic
+operators (``!``, ``&&``, ``||``) are not accepted: mdtraj parses ``! element H && index < 50``
+differently from ``not element H and index < 50``, so they could not mean the same here. Evaluation is one
 vectorised boolean mask per term over all N particles. Every problem is a `UsageError` whose
 one-line message quotes the selection and names the offending token.
 """
@@ -30,7 +32,7 @@ from dynforecast.errors import UsageError
 #: Keywords that take values, and the bare ones.
 VALUE_KEYWORDS = ("element", "name", "index")
 BARE_KEYWORDS = ("all", "none")
-_NOT, _AND, _OR = ("not", "!"), ("and", "&&"), ("or", "||")
+_NOT, _AND, _OR = ("not",), ("and",), ("or",)
 _COMPARISONS = ("<", "<=", ">", ">=", "==")
 _STOP = {*_NOT, *_AND, *_OR, *VALUE_KEYWORDS, *BARE_KEYWORDS, "(", ")"}
 _TOKEN = re.compile(r"""\s*(?:(\(|\))|"([^"]*)"|'([^']*)'|([^\s()"']+)|(["']))""")
