@@ -149,15 +149,6 @@ def test_frames_time_stride_and_metadata(tmp_path):
     assert full.parameters["bvh_frame_time"].tolist() == [0.05]
 
 
-def test_extra_motion_rows_are_ignored_with_a_log_line(tmp_path, monkeypatch):
-    messages = []
-    monkeypatch.setattr("dynforecast.io.bvh_parse.log", messages.append)
-    path = bvh_file(tmp_path, chain(), ["0 0 0 0 0 0 0 0 0"] * 3)
-    path.write_text(path.read_text().replace("Frames: 3", "Frames: 2"))
-    assert read_bvh(path).n_frames == 2
-    assert messages == [f"{path}: 1 motion rows after the 2 frames ignored"]
-
-
 # Euler decomposition and round trips --------------------------------------------------------
 
 

@@ -183,7 +183,7 @@ def assert_read_errors(cases) -> None:
 def test_xyz_errors_name_the_file_and_frame(tmp_path):
     whole = open(XYZ_FILE).read()
     truncated = tmp_path / "truncated.xyz"
-    truncated.write_text(whole[: len(whole) // 3])
+    truncated.write_text(whole[: len(whole) // 30])  # inside frame 0
     unknown = datafiles.XYZ_mini  # elements "A", "B", "C"
     varying = tmp_path / "varying.xyz"
     varying.write_text("2\n\nH 0 0 0\nH 0 0 1\n3\n\nH 0 0 0\nH 0 0 1\nH 0 1 0\n")
@@ -192,9 +192,13 @@ def test_xyz_errors_name_the_file_and_frame(tmp_path):
     empty = tmp_path / "empty.xyz"
     empty.write_text("")
     cases = [
-        (truncated, f"{truncated}: malformed XYZ (Frame has 428 atoms, expected 1284)"),
-        (unknown, f"{unknown}: malformed XYZ (unknown element symbol 'A')"),
-        (varying, f"{varying}: frame 1 has 3 atoms, expected 2"),
+        (
+            truncated,
+            f"{truncated}: frame 0 (line 1) is truncated: the file ends after 428 of its "
+            "1284 atom lines",
+        ),
+        (unknown, f"{unknown}: line 3: malformed XYZ (unknown element symbol 'A')"),
+        (varying, f"{varying}: line 5: frame 1 has 3 atoms, expected 2"),
         (nan, f"{nan}: non-finite (NaN or inf) coordinates in frame 2"),
         (empty, f"{empty}: empty file"),
     ]
@@ -399,7 +403,7 @@ def test_bvh_ingests_through_the_same_dispatcher_and_exports_back(tmp_path):
     np.testing.assert_allclose(again.positions, stored.positions, atol=1e-4)
     with pytest.raises(UsageError) as caught:
         open_input(source, name="walk", select="name CA")
-    assert str(caught.value) == f"--select needs a PDB or topology input ({source} is BVH)"
+    assert str(caught.value) == "--select 'name CA': matches no joints"
 
 
 def test_ingest_memory_is_bounded_by_the_chunk_not_the_trajectory(tmp_path):
@@ -442,8 +446,11 @@ def test_every_input_is_checked_before_the_first_converts(tmp_path, monkeypatch)
         ingest([NMR_PDB, missing], tmp_path / "out.h5")
     assert str(caught.value) == f"{missing}: no such file"
     with pytest.raises(UsageError) as caught:
-        ingest([NMR_PDB, XYZ_FILE], tmp_path / "out.h5", select="name CA")
-    assert str(caught.value) == f"--select needs a PDB or topology input ({XYZ_FILE} is XYZ)"
+        ingest([NMR_PDB, XYZ_FILE], tmp_path / "out.h5", select="name CA or resname ALA")
+    assert str(caught.value) == (
+        "--select 'name CA or resname ALA': unknown keyword 'resname' (XYZ selections know "
+        "all, none, element, name, index; with and, or, not and parentheses)"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,7 @@ from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_from_json
 
 
 def _write_xyz(path):
-    path.write_text("2\nframe 0\nH 0 0 0\nH 0 0 0.74\n2\nframe 1\nH 0 0 0.01\nH 0 0 0.75\n")
+    path.write_text("2\n\nH 0 0 0\nH 0 0 0.74\n2\n\nH 0 0 0.01\nH 0 0 0.75\n")
 
 
 def test_notes_are_logged_and_recorded(tmp_path, monkeypatch, capsys):

@@ -2,8 +2,9 @@
 
 Reading turns a BVH file into global joint positions (forward kinematics, conventions in
 `dynforecast.io.bvh_kinematics`). Particles are the joints in file order followed in place by
-their end sites, which become particles named ``<parent>_end`` (species 0) so that the skeleton's
-tips move too. Bones are parent->child pairs. BVH has no length unit, so ``length_unit`` is "1"
+their end sites, which become particles named ``<parent>_end``, or ``<name>`` for an
+``End Site <name>`` (species 0), so that the skeleton's tips move too. ``--select`` keeps
+whole subtrees (`select_joints`). Bones are parent->child pairs. BVH has no length unit, so ``length_unit`` is "1"
 (the file's own unit, often cm); time is in seconds from ``Frame Time``.
 
 The hierarchy travels in ``Trajectory.parameters`` so that `write_bvh` can rebuild the file:
@@ -28,6 +29,7 @@ largest bone-length deviation and the resulting largest position error.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -47,6 +49,10 @@ from dynforecast.io.bvh_kinematics import (
 )
 from dynforecast.io.bvh_parse import parse_bvh
 from dynforecast.io.inputs import check_input_file
+from dynforecast.io.notes import IngestNote
+from dynforecast.io.selection import Particles
+from dynforecast.io.selection import select as select_particles
+from dynforecast.io.stream import FrameChunk, StreamedSystem, empty_frames
 from dynforecast.io.trajectory import Trajectory
 
 #: Seconds per unit of `Trajectory.time_unit`, to turn frame spacing into a Frame Time.
@@ -54,16 +60,25 @@ _SECONDS = {"s": 1.0, "ps": 1e-12, "fs": 1e-15, "1": 1.0}
 _PARAMETER_KEYS = ("bvh_parents", "bvh_offsets", "bvh_channels", "bvh_end_site")
 
 
-def _read_text(path: Path) -> tuple[str, str]:
-    """The file's text and SHA-256; InputError for missing, unreadable or empty files."""
+def _read_text(path: Path) -> tuple[str, str, list[IngestNote]]:
+    """The file's text, SHA-256 and notes; InputError for missing, unreadable or empty files."""
     raw = check_input_file(path).read_bytes()
     if not raw.strip():
         raise InputError(f"{path}: empty file")
+    notes = []
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         text = raw.decode("latin-1")  # old exporters write Latin-1 joint names
-    return text, hashlib.sha256(raw).hexdigest()
+        notes.append(
+            IngestNote(
+                "reinterpreted_encoding",
+                1,
+                f"not UTF-8 (byte {exc.start}); read as Latin-1, which names joints as "
+                "old exporters wrote them",
+            )
+        )
+    return text, hashlib.sha256(raw).hexdigest(), notes
 
 
 def _system_name(path: Path) -> str:
@@ -120,21 +135,49 @@ def skeleton_from_trajectory(traj: Trajectory, path: Path) -> BvhSkeleton:
         raise UsageError(f"{path}: inconsistent BVH hierarchy in parameters: {exc}") from None
 
 
-def read_bvh(path: Path, *, name: str | None = None, stride: int = 1) -> Trajectory:
+def read_bvh(
+    path: Path, *, name: str | None = None, stride: int = 1, select: str | None = None
+) -> Trajectory:
     """Read a BVH file as global joint (and end-site) positions over frames.
 
     ``stride`` keeps every stride-th frame; ``time`` and ``step`` keep the original frame
-    indices (time = index * Frame Time). Raises InputError naming the file (and line) for
-    missing, empty, truncated or malformed files, UsageError for a stride below 1.
+    indices (time = index * Frame Time). ``select`` (`io.selection`: name, index) keeps some
+    joints; it must keep the parent of every joint it keeps, so that the kept joints form a
+    BVH hierarchy of their own (whole subtrees dropped) that moves as in the file. Raises
+    InputError naming the file (and line) for missing, empty, truncated or malformed files,
+    UsageError for a stride below 1 or a bad selection. What the parser dropped is not
+    reported here; `open_bvh` returns it as notes.
     """
+    return _read(Path(path), name=name, stride=stride, select=select)[0]
+
+
+def open_bvh(
+    path: Path, *, name: str, stride: int = 1, select: str | None = None
+) -> StreamedSystem:
+    """`read_bvh` as a one-chunk stream for `ingest`, with the parser's notes."""
+    whole, notes = _read(Path(path), name=name, stride=stride, select=select)
+    header = dataclasses.replace(whole, velocities=None, **empty_frames(whole.n_particles))
+    chunk = FrameChunk(positions=whole.positions, time=whole.time, step=whole.step)
+    return StreamedSystem(header=header, has_velocities=False, chunks=iter([chunk]), notes=notes)
+
+
+def _read(
+    path: Path, *, name: str | None, stride: int, select: str | None
+) -> tuple[Trajectory, list[IngestNote]]:
     if stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
-    path = Path(path)
-    text, checksum = _read_text(path)
+    text, checksum, notes = _read_text(path)
     parsed = parse_bvh(text, path)
+    notes += parsed.notes
     skeleton = parsed.skeleton
     frames = np.arange(0, parsed.motion.shape[0], stride, dtype=np.int64)
     positions = forward_kinematics(skeleton, parsed.motion[frames])
+    parameters = skeleton_parameters(skeleton, parsed.frame_time)
+    if select is not None:
+        kept = select_joints(skeleton, select)
+        skeleton, positions = subset_skeleton(skeleton, kept), positions[:, kept]
+        parameters = skeleton_parameters(skeleton, parsed.frame_time)
+        parameters["selection"] = select
     child = np.flatnonzero(skeleton.parents >= 0)
     traj = Trajectory(
         name=name or _system_name(path),
@@ -146,12 +189,50 @@ def read_bvh(path: Path, *, name: str | None = None, stride: int = 1) -> Traject
         time_unit="s",
         bonds=np.stack([skeleton.parents[child], child], axis=1).astype(np.int32),
         names=list(skeleton.names),
-        parameters=skeleton_parameters(skeleton, parsed.frame_time),
+        parameters=parameters,
         source=str(path),
         checksum=checksum,
     )
     traj.validate()
-    return traj
+    return traj, notes
+
+
+def select_joints(skeleton: BvhSkeleton, select: str) -> np.ndarray:
+    """int64 [K] joints (end sites included) that ``select`` keeps, parents of each included.
+
+    A joint kept without its parent would have no place in a hierarchy: its motion depends on
+    the rotations of the joints between it and the root. Such selections are a UsageError
+    naming the first orphan and its parent.
+    """
+    particles = Particles(skeleton.names, None, what="joints", reader="BVH")
+    kept = select_particles(select, particles)
+    mask = np.zeros(skeleton.n_joints, dtype=bool)
+    mask[kept] = True
+    parents = skeleton.parents[kept]
+    orphans = np.flatnonzero((parents >= 0) & ~mask[np.maximum(parents, 0)])
+    if orphans.size:
+        joint = int(kept[orphans[0]])
+        parent = int(skeleton.parents[joint])
+        raise UsageError(
+            f"--select {select!r}: keeps joint {skeleton.names[joint]!r} but not its parent "
+            f"{skeleton.names[parent]!r}; a BVH selection keeps whole subtrees from the root "
+            "(e.g. 'not name LeftHand' drops the hand and every joint below it)"
+        )
+    return kept
+
+
+def subset_skeleton(skeleton: BvhSkeleton, kept: np.ndarray) -> BvhSkeleton:
+    """The hierarchy of the joints ``kept`` (int [K], sorted, parent-closed), renumbered."""
+    new_index = np.full(skeleton.n_joints, -1, dtype=np.int64)
+    new_index[kept] = np.arange(kept.size)
+    parents = skeleton.parents[kept]
+    return BvhSkeleton(
+        names=tuple(skeleton.names[j] for j in kept),
+        parents=np.where(parents >= 0, new_index[np.maximum(parents, 0)], -1),
+        offsets=skeleton.offsets[kept],
+        channels=tuple(skeleton.channels[j] for j in kept),
+        end_site=skeleton.end_site[kept],
+    )
 
 
 def _writable(skeleton: BvhSkeleton) -> BvhSkeleton:

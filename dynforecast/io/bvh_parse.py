@@ -1,8 +1,16 @@
 """Parse BVH text into a `BvhSkeleton` and its motion channels, with one-line errors.
 
 Accepts any channel order per joint, position channels below the root, ``End Site`` blocks,
-CRLF/CR line endings, tabs and braces on the same line as a joint name. Every problem is an
-`InputError` naming the file, and the line where one line is to blame.
+CRLF/CR line endings, tabs and braces on the same line as a joint name. Keywords are
+case-insensitive, as real writers vary (``HIERARCHY``, ``ROOT``, ``JOINT``, ``OFFSET``,
+``CHANNELS``, ``End Site`` / ``End site`` / ``END SITE``, ``MOTION``, ``Frames:``,
+``Frame Time:``, the last two with any spacing around the colon), and so are channel names
+(``XPOSITION`` reads as ``Xposition``). ``End Site <name>`` keeps ``<name>`` as the end site's
+particle name when it is unique, else the site is ``<parent>_end`` like an unnamed one. Every
+problem is an `InputError` naming the file, and the line where one line is to blame.
+
+What the parser drops is returned as notes (`io.notes`): motion rows past the header's frame
+count.
 
 The hierarchy is small and parsed token by token; the motion block, which can hold millions of
 numbers, is parsed by NumPy in one call, and only when that fails are its rows inspected one by
@@ -19,12 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dynforecast.console import log
 from dynforecast.errors import InputError
 from dynforecast.io.bvh_kinematics import POSITION_CHANNELS, ROTATION_CHANNELS, BvhSkeleton
+from dynforecast.io.notes import IngestNote, counted
 
-_CHANNEL_NAMES = frozenset(POSITION_CHANNELS + ROTATION_CHANNELS)
-_MOTION_LINE = re.compile(r"^[ \t]*MOTION[ \t]*$", re.MULTILINE)
+#: Channel names by their upper-case spelling, for case-insensitive matching.
+_CHANNEL_NAMES = {c.upper(): c for c in POSITION_CHANNELS + ROTATION_CHANNELS}
+_MOTION_LINE = re.compile(r"^[ \t]*MOTION[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_FRAMES = re.compile(r"frames[ \t]*:(.*)", re.IGNORECASE)
+_FRAME_TIME = re.compile(r"frame[ \t]*time[ \t]*:(.*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class ParsedBvh:
     skeleton: BvhSkeleton
     frame_time: float
     motion: np.ndarray
+    notes: tuple[IngestNote, ...] = ()
 
 
 class _Tokens:
@@ -92,20 +104,23 @@ class _Hierarchy:
         seen_offset = seen_channels = False
         while True:
             word, at = tokens.next(f"inside joint {name!r} (unbalanced braces)")
+            keyword = word.upper()
             if word == "}":
                 break
-            if word == "OFFSET":
+            if keyword == "OFFSET":
                 self.offsets[index] = self._offset(at, name)
                 seen_offset = True
-            elif word == "CHANNELS":
+            elif keyword == "CHANNELS":
                 self.channels[index] = self._channels(at, name)
                 seen_channels = True
-            elif word == "JOINT":
+            elif keyword == "JOINT":
                 self.joint(index, "JOINT", at)
-            elif word == "End" and (nxt := tokens.peek()) is not None and nxt[0] == "Site":
+            elif (
+                keyword == "END" and (nxt := tokens.peek()) is not None and nxt[0].upper() == "SITE"
+            ):
                 tokens.next("")
-                self._end_site(index, at)
-            elif word == "MOTION":
+                self._end_site(index, nxt[1])
+            elif keyword == "MOTION":
                 raise tokens.error(at, f"unbalanced braces: joint {name!r} is not closed")
             else:
                 raise tokens.error(
@@ -132,15 +147,20 @@ class _Hierarchy:
             raise self.tokens.error(at, f"expected '{{' {context}, got {word!r}")
 
     def _end_site(self, parent: int, line: int) -> None:
+        """Parse ``End Site [<name>] { OFFSET x y z }``; ``line`` is the line of ``Site``."""
         parent_name = self.names[parent]
-        name = f"{parent_name}_end"
+        words = self.tokens.rest_of_line(line)
+        brace_inline = bool(words) and words[-1] == "{"
+        given = " ".join(words[:-1] if brace_inline else words)
+        name = given if given and given not in self.names else f"{parent_name}_end"
         suffix = 1
         while name in self.names:  # a joint with two end sites: keep names unique
             name, suffix = f"{parent_name}_end{suffix}", suffix + 1
         index = self._add(name, parent, end_site=True)
-        self._open_brace(f"after End Site of {parent_name!r}")
+        if not brace_inline:
+            self._open_brace(f"after End Site of {parent_name!r}")
         word, at = self.tokens.next(f"inside End Site of {parent_name!r}")
-        if word != "OFFSET":
+        if word.upper() != "OFFSET":
             raise self.tokens.error(
                 at, f"expected OFFSET in End Site of {parent_name!r}, got {word!r}"
             )
@@ -173,8 +193,9 @@ class _Hierarchy:
                 line, f"joint {owner!r} declares {declared} channels but lists {len(names)}"
             )
         for channel in names:
-            if channel not in _CHANNEL_NAMES:
+            if channel.upper() not in _CHANNEL_NAMES:
                 raise self.tokens.error(line, f"unknown channel {channel!r} in joint {owner!r}")
+        names = [_CHANNEL_NAMES[channel.upper()] for channel in names]
         positions = [c for c in names if c in POSITION_CHANNELS]
         if len(set(positions)) != len(positions):
             raise self.tokens.error(line, f"joint {owner!r} repeats a position channel")
@@ -193,10 +214,10 @@ class _Hierarchy:
 def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
     tokens = _Tokens(lines, path, end)
     first = tokens.next("(no HIERARCHY)")
-    if first[0] != "HIERARCHY":
+    if first[0].upper() != "HIERARCHY":
         raise tokens.error(first[1], f"expected 'HIERARCHY', got {first[0]!r}")
     word, at = tokens.next("after HIERARCHY (no ROOT)")
-    if word != "ROOT":
+    if word.upper() != "ROOT":
         raise tokens.error(at, f"expected 'ROOT', got {word!r}")
     hierarchy = _Hierarchy(tokens)
     hierarchy.joint(-1, "ROOT", at)
@@ -206,7 +227,7 @@ def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
             "unbalanced braces: '}' after the ROOT joint is closed"
             if word == "}"
             else "only one ROOT per file is supported"
-            if word == "ROOT"
+            if word.upper() == "ROOT"
             else f"expected 'MOTION' after the hierarchy, got {word!r}"
         )
         raise tokens.error(at, problem)
@@ -217,31 +238,31 @@ def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
 
 
 def _header_value(
-    lines: list[str], index: int, label: str, motion_line: int, path: Path
+    lines: list[str], index: int, label: re.Pattern, motion_line: int, path: Path
 ) -> tuple[str, int]:
     """The value after ``label`` on the first non-blank line from ``lines[index]`` on, and the
     index of the line after it; ``lines`` start at the MOTION line (``motion_line``)."""
+    name = "Frames:" if label is _FRAMES else "Frame Time:"
     while index < len(lines) and not lines[index].strip():
         index += 1
     if index >= len(lines):
-        raise InputError(f"{path}: unexpected end of file: expected '{label} ...' after MOTION")
+        raise InputError(f"{path}: unexpected end of file: expected '{name} ...' after MOTION")
     line = lines[index].strip()
-    if not line.startswith(label):
-        raise InputError(
-            f"{path}: line {motion_line + index}: expected '{label} ...', got {line!r}"
-        )
-    return line[len(label) :].strip(), index + 1
+    match = label.fullmatch(line)
+    if match is None:
+        raise InputError(f"{path}: line {motion_line + index}: expected '{name} ...', got {line!r}")
+    return match.group(1).strip(), index + 1
 
 
 def _motion_header(lines: list[str], motion_line: int, path: Path) -> tuple[int, float, int]:
     """(frame count, frame time, index of the first motion row) from the lines after MOTION."""
-    frames_text, index = _header_value(lines, 1, "Frames:", motion_line, path)
+    frames_text, index = _header_value(lines, 1, _FRAMES, motion_line, path)
     if not frames_text.isdigit() or int(frames_text) == 0:
         raise InputError(
             f"{path}: line {motion_line + index - 1}: expected a positive frame count, "
             f"got {frames_text!r}"
         )
-    time_text, index = _header_value(lines, index, "Frame Time:", motion_line, path)
+    time_text, index = _header_value(lines, index, _FRAME_TIME, motion_line, path)
     try:
         frame_time = float(time_text)
     except ValueError:
@@ -306,9 +327,20 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
             f"{path}: truncated BVH: expected {n_frames} frames of {skeleton.n_channels} "
             f"channels, got {nonblank.size}"
         )
+    notes = []
     if nonblank.size > n_frames:
-        log(f"{path}: {nonblank.size - n_frames} motion rows after the {n_frames} frames ignored")
+        extra = nonblank.size - n_frames
+        first_extra = int(nonblank[n_frames]) + motion_line + first_row
+        notes.append(
+            IngestNote(
+                "ignored_rows",
+                extra,
+                f"{counted(extra, 'motion row')} after the {n_frames} frames of 'Frames:' "
+                "ignored "
+                f"(from line {first_extra})",
+            )
+        )
     used = nonblank[:n_frames]
     rows = body[used].tolist()
     motion = _motion_rows(rows, used + motion_line + first_row, skeleton.n_channels, path)
-    return ParsedBvh(skeleton=skeleton, frame_time=frame_time, motion=motion)
+    return ParsedBvh(skeleton=skeleton, frame_time=frame_time, motion=motion, notes=tuple(notes))

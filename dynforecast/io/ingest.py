@@ -18,6 +18,7 @@ import numpy as np
 
 from dynforecast.console import log
 from dynforecast.errors import UsageError
+from dynforecast.io.frame_spacing import SpacingCheck
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
 from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
 from dynforecast.io.readers import default_system_name, input_kind, open_input
@@ -132,7 +133,9 @@ def ingest(
     """Convert ``inputs`` into the H5MD file ``output``; return one summary per system.
 
     ``topology`` (a PDB/PSF/GRO/... file) applies to every input, which are then trajectories.
-    ``time_step``, if given, replaces every input's own frame times.
+    ``time_step``, if given, replaces every input's own frame times (expressed in the time unit
+    of an input's velocities, if it has any); an input with velocities but no frame times needs
+    it (`io.frame_spacing`).
     """
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -146,14 +149,17 @@ def ingest(
         for path, name in zip(paths, chosen, strict=True):
             system = open_input(path, name=name, topology=topology, **options)
             header = system.header
-            if time_step is not None:
-                header = dataclasses.replace(header, time_unit=time_step.unit)
+            spacing = SpacingCheck(system, time_step)  # velocities and times in one unit
+            system_step = spacing.time_step
+            if system_step is not None:
+                header = dataclasses.replace(header, time_unit=system_step.unit)
             add_trajectory_system(
                 writer, header, has_velocities=system.has_velocities, has_box=system.has_box
             )
             frames = 0
             for chunk in system.chunks:
-                time = chunk.time if time_step is None else time_step.times(chunk.step)
+                time = chunk.time if system_step is None else system_step.times(chunk.step)
+                spacing.check(chunk, time)
                 writer.append_frames(
                     name, chunk.positions, time, chunk.step, chunk.velocities, chunk.box
                 )

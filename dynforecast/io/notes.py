@@ -50,3 +50,8 @@ def notes_from_json(text: str | None) -> list[IngestNote]:
     if not text:
         return []
     return [IngestNote(str(n["kind"]), int(n["count"]), str(n["detail"])) for n in json.loads(text)]
+
+
+def counted(count: int, noun: str) -> str:
+    """``"1 frame"``, ``"3 frames"``: a count with its noun, for note details."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

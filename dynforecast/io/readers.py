@@ -7,7 +7,6 @@ ones; with ``topology`` the input is a trajectory whose atoms the topology file 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from dynforecast.errors import InputError, UsageError
@@ -18,7 +17,8 @@ from dynforecast.io.molecular import (
     TRAJECTORY_EXTENSIONS,
     open_molecular,
 )
-from dynforecast.io.stream import FrameChunk, StreamedSystem, collect, empty_frames
+from dynforecast.io.selection import check_syntax
+from dynforecast.io.stream import StreamedSystem, collect
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.xyz import XYZ_EXTENSIONS, open_xyz
 
@@ -70,7 +70,7 @@ def input_kind(
     elif extension in XYZ_EXTENSIONS or extension in BVH_EXTENSIONS:
         kind = "xyz" if extension in XYZ_EXTENSIONS else "bvh"
         if select is not None:
-            raise UsageError(f"--select needs a PDB or topology input ({path} is {kind.upper()})")
+            check_syntax(select, reader=kind.upper(), has_elements=kind == "xyz")
     elif extension in TRAJECTORY_EXTENSIONS:
         raise InputError(f"{path}: a {extension} trajectory needs --topology")
     else:
@@ -95,29 +95,22 @@ def open_input(
     """Open ``path`` (with its ``topology`` file, if any) as a stream of frame chunks.
 
     ``chunk_frames`` None picks about 8 MiB of positions per chunk. ``select`` is an mdtraj
-    selection and needs a molecular input (XYZ and BVH have no residues to select).
+    selection for molecular inputs, an `io.selection` one (element, name, index) for XYZ/BVH.
     """
     options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}
     kind = input_kind(path, topology=topology, **options)
     if kind == "molecular":
         return open_molecular(path, name=name, topology=topology, **options)
     if kind == "xyz":
-        return open_xyz(path, name=name, stride=stride, chunk_frames=chunk_frames)
-    return _open_bvh(Path(path), name=name, stride=stride)
+        return open_xyz(path, name=name, **options)
+    return _open_bvh(Path(path), name=name, stride=stride, select=select)
 
 
-def _open_bvh(path: Path, *, name: str, stride: int) -> StreamedSystem:
+def _open_bvh(path: Path, *, name: str, stride: int, select: str | None) -> StreamedSystem:
     """A BVH skeleton as a one-chunk stream (its reader works on whole files)."""
-    from dynforecast.io.bvh import read_bvh
+    from dynforecast.io.bvh import open_bvh
 
-    whole = read_bvh(path, name=name, stride=stride)
-    header = dataclasses.replace(whole, velocities=None, **empty_frames(whole.n_particles))
-    chunk = FrameChunk(
-        positions=whole.positions, time=whole.time, step=whole.step, velocities=whole.velocities
-    )
-    return StreamedSystem(
-        header=header, has_velocities=whole.velocities is not None, chunks=iter([chunk])
-    )
+    return open_bvh(path, name=name, stride=stride, select=select)
 
 
 def read_trajectory(path: str | Path, *, name: str | None = None, **options) -> Trajectory:
