@@ -20,6 +20,7 @@ travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -286,9 +287,13 @@ def open_molecular(
             raise InputError(
                 f"{path}: {n_frames_atoms} particles, but topology {top_path} has {top.n_atoms}"
             )
-    indices = select_atoms(top, select, top_path)
     fields = topology_fields(top)
+    mdtraj_species = fields["species"].copy()
     notes = _audit_topology(top_path, top, fields, codes)
+    if topology is not None:  # ingest prefixes the trajectory's name; say which file it was
+        notes = [dataclasses.replace(n, detail=f"topology {top_path}: {n.detail}") for n in notes]
+    _sync_elements(top, mdtraj_species, fields["species"])
+    indices = select_atoms(top, select, top_path)
     if indices is not None:
         fields = _subset_fields(fields, indices)
     sources = [top_path, path] if topology is not None else [path]
@@ -333,6 +338,22 @@ def open_molecular(
         has_box=first.box is not None,
         notes=notes,
     )
+
+
+def _sync_elements(topology, before: np.ndarray, species: np.ndarray) -> None:
+    """Give mdtraj's atoms the repaired elements, so ``--select "element K"`` sees them too.
+
+    Touches only the atoms whose element the audit changed (``before`` -> ``species``, [N]).
+    """
+    from mdtraj.core import element as elements
+
+    changed = np.flatnonzero(before != species).tolist()
+    if not changed:
+        return
+    atoms = list(topology.atoms)
+    for index in changed:
+        z = int(species[index])
+        atoms[index].element = elements.Element.getByAtomicNumber(z) if z else elements.virtual
 
 
 def _subset_fields(fields: dict, indices: np.ndarray) -> dict:
