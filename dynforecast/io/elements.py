@@ -7,7 +7,8 @@ guess. The conventions (facts taken from MDAnalysis's ``guesser/tables.py`` and 
 name-based guess, implemented here):
 
 1. Ion names of the force fields, in any residue: POT/K+/QK -> K, SOD/NA+/QN -> Na,
-   CLA/CL-/CLAL -> Cl, CAL/CA2+/C0 -> Ca, CES/CS+/QC... (table `ION_NAMES`).
+   CLA/CL-/CLAL -> Cl, CAL/CA2+ -> Ca, CES/CS+ -> Cs ... (table `ION_NAMES`); names that are
+   also biomolecular atom names (CD2, ZN2, FE2, C0) only as single-atom residues.
 2. A single-atom residue whose name (letters only) is an element symbol is that element: an atom
    CA in residue CA is calcium, NA in residue NA sodium, ZN zinc.
 3. In larger residues two-letter symbols are read only for the few elements that atom names of
@@ -51,7 +52,6 @@ ION_NAMES = {
     "CL-": "Cl",
     "CAL": "Ca",
     "CA2+": "Ca",
-    "C0": "Ca",
     "CES": "Cs",
     "CS+": "Cs",
     "LIT": "Li",
@@ -62,14 +62,14 @@ ION_NAMES = {
     "QR": "Rb",
     "BAR": "Ba",
     "MG2+": "Mg",
-    "ZN2": "Zn",
     "ZN2+": "Zn",
-    "CD2": "Cd",
-    "FE2": "Fe",
     "IOD": "I",
     "BR-": "Br",
     "F-": "F",
 }
+#: Ion names that are also atom names of biomolecules (a leucine's CD2 is a carbon, a ligand's
+#: C0 too): read as ions only as the one atom of their residue.
+SINGLE_ATOM_ION_NAMES = {"C0": "Ca", "ZN2": "Zn", "CD2": "Cd", "FE2": "Fe", "CU2": "Cu"}
 #: Two-letter symbols read as such in multi-atom residues too.
 MOLECULAR_TWO_LETTER = frozenset({"FE", "ZN", "MG", "CU", "BR", "CL", "SE"})
 #: Names of massless virtual sites (TIP4P/TIP5P and lone pairs): no element.
@@ -86,7 +86,9 @@ def guess_element(name: str, residue_name: str = "", single_atom_residue: bool =
     if upper in ION_NAMES:
         return ION_NAMES[upper]
     residue = residue_name.strip().upper()
-    if single_atom_residue and residue in ION_NAMES and upper == residue:
+    if single_atom_residue and upper in SINGLE_ATOM_ION_NAMES:
+        return SINGLE_ATOM_ION_NAMES[upper]
+    if single_atom_residue and residue in ION_NAMES:  # an ion residue SOD whose atom is "NA1"
         return ION_NAMES[residue]
     if _VIRTUAL.match(upper):
         return ""

@@ -50,6 +50,7 @@ from dynforecast.io.stream import (
     has_cell,
 )
 from dynforecast.io.trajectory import Trajectory
+from dynforecast.io.unread_arrays import unread_arrays
 
 #: Files that carry both a topology and coordinates (read without --topology).
 STANDALONE_EXTENSIONS = (".pdb", ".pdb.gz", ".ent")
@@ -385,6 +386,16 @@ class _NoteSink:
     def finish(self, path: Path, frames_read: int) -> None:
         """Notes for the warnings seen and for a partial last DCD frame mdtraj skipped."""
         self.notes.extend(warning_notes(self.warnings, self.cryst1))
+        unread = unread_arrays(path)
+        if unread:
+            self.notes.append(
+                IngestNote(
+                    "unread_arrays",
+                    len(unread),
+                    f"the file's {' and '.join(unread)} were not ingested (mdtraj reads "
+                    f"positions, times and unit cells only)",
+                )
+            )
         if extension_of(path) == ".dcd":
             partial = dcd_partial_frame_bytes(path, self.n_atoms)
             if partial:

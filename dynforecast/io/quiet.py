@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 _SETTINGS = {"show": False}
 
+#: Warnings about the installation, not the data: mdtraj falls back to scipy for NetCDF.
+_HARMLESS_WARNINGS = (".*The 'netCDF4' Python package is not installed",)
+
 
 def show_library_output(show: bool) -> None:
     """Whether C-level output of libraries is copied to stderr (True under ``--debug``)."""
@@ -84,6 +87,8 @@ def quiet_library(warnings_sink: list[str] | None = None) -> Iterator[None]:
     """
     with warnings.catch_warnings(record=True) as recorded:
         warnings.simplefilter("always")
+        for message in _HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
         with _redirected_fds():
             yield
     for item in recorded:
