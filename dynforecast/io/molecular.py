@@ -136,14 +136,16 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
                 topology, codes = load_psf(path)
             else:
                 topology = mdtraj.load_topology(str(path))
-    except IndexError as exc:  # mdtraj indexes the first atom of an atom-less file
-        raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
     except _library_errors() as exc:
+        if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
+            # mdtraj indexes the first atom of an atom-less PDB
+            raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
     if topology.n_atoms == 0:
-        raise InputError(f"{path}: no atoms (no ATOM/HETATM records)")
+        what = "no ATOM/HETATM records" if extension_of(path) in STANDALONE_EXTENSIONS else "empty"
+        raise InputError(f"{path}: no atoms ({what})")
     return topology, codes
 
 
