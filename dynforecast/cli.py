@@ -104,6 +104,9 @@ def main(
 ) -> None:
     """Forecast trajectories with E(3)-equivariant spatio-temporal graph networks (ESTAG, SAKE)."""
     _state["debug"] = debug
+    from dynforecast.io.quiet import show_library_output
+
+    show_library_output(debug)  # C-level library chatter (dcdplugin banners) only under --debug
 
 
 # Shared option types -------------------------------------------------------------------------

@@ -344,6 +344,8 @@ def predict_file(
     trained = load_trained(checkpoint)
     systems = load_systems(data, [system] if system is not None else None)
     chosen = systems[0]
+    if export is not None:  # the format's preconditions, before anything is written
+        check_export_target(export, overwrite=overwrite, trajectory=chosen)
     trained.check_data([chosen], data)
     trained.to(torch_device)
     spec = setup.window_spec(trained.config)
@@ -369,7 +371,9 @@ def predict_file(
     if export is not None:
         from dynforecast.io.export import export_trajectory
 
-        export_trajectory(result.trajectory, export, overwrite=overwrite)
+        export_trajectory(
+            result.trajectory, export, overwrite=overwrite, is_forecast=result.is_forecast
+        )
     if result.divergence is not None:
         raise DivergenceError(
             f"{output}: rollout diverged: {result.divergence}; wrote the "
