@@ -327,6 +327,10 @@ def train(
         ),
     ] = False,
     json_output: JsonOption = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Train this many ensemble members (seeds seed.. into OUT/seed-<s>)."),
+    ] = None,
 ) -> None:
     """Train a model; SIGTERM/SIGUSR1 checkpoint and exit 75, rerunning resumes."""
     import json
@@ -345,6 +349,12 @@ def train(
         "optim.compile": True if compile_model else None,
     }
     resolved = resolve_config(config, set_ or [], options)
+    if seeds is not None:
+        from dynforecast.ensemble import train_members
+
+        for summary in train_members(data, resolved, out, seeds):
+            print(json.dumps(summary.to_dict()) if json_output else summary.line())
+        return
     summary = run_training(data, resolved, out)
     print(json.dumps(summary.to_dict()) if json_output else summary.line())
 
@@ -429,7 +439,12 @@ def evaluate(
 @handle_errors
 def predict(
     data: Annotated[Path, typer.Argument(help="H5MD data file with the given frames.")],
-    checkpoint: Annotated[Path, typer.Option(help="best.pt or last.pt of a run.")],
+    checkpoint: Annotated[
+        list[Path],
+        typer.Option(
+            help="best.pt or last.pt of a run, or a run directory; repeat for an ensemble."
+        ),
+    ],
     steps: Annotated[
         int,
         typer.Option(help="Frames to predict, one every gcd(spacing, horizon) stored frames."),

@@ -32,8 +32,11 @@ def check_plot_path(path: Path, *, overwrite: bool) -> None:
     check_output_path(path, overwrite=overwrite)
 
 
-def plot_rollout(report: dict[str, Any], path: Path, *, overwrite: bool = False) -> None:
-    """Draw ``report`` (`dynforecast.evaluate_rollout.evaluate_rollout`) to ``path`` atomically."""
+def plot_rollout(report: dict[str, Any], path: Path, *, overwrite: bool = False) -> list[str]:
+    """Draw ``report`` (`dynforecast.evaluate_rollout.evaluate_rollout`) to ``path`` atomically.
+
+    Returns the legend's labels in drawing order (band, curves, threshold, trust horizon).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,10 +93,12 @@ def plot_rollout(report: dict[str, Any], path: Path, *, overwrite: bool = False)
         functions=(lambda t: t / report["step_time"], lambda k: k * report["step_time"]),
     )
     top.set_xlabel("steps")
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
     figure.tight_layout()
     with atomic_output(path, overwrite=overwrite) as scratch:
         figure.savefig(scratch, format="png")
     plt.close(figure)
+    return labels
 
 
 def _values(values: list[float | None]) -> np.ndarray:

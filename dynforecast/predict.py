@@ -18,12 +18,14 @@ the forecast a periodic system (a PDB export writes CRYST1 in every MODEL).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dynforecast.console import log
 from dynforecast.data.graphs import GraphSpec
 from dynforecast.data.loading import load_systems
 from dynforecast.data.windows import WindowSpec
@@ -39,7 +41,6 @@ from dynforecast.rollout import (
     advance,
 )
 from dynforecast.train import setup
-from dynforecast.train.trained import load_trained
 
 __all__ = ["DIVERGENCE_FACTOR", "Rollout", "RolloutPlan", "SingleSystemBatcher", "rollout"]
 
@@ -185,7 +186,7 @@ class PredictSummary:
 
 def predict_file(
     data: Path,
-    checkpoint: Path,
+    checkpoint: Path | Sequence[Path],
     output: Path,
     *,
     system: str | None = None,
@@ -199,43 +200,63 @@ def predict_file(
 
     Without ``system`` the file's first system is used; without ``start`` the rollout starts at
     the system's last frame (a forecast beyond the data). Output paths are checked before any
-    work; on divergence the frames so far are written, then DivergenceError is raised.
+    work; on divergence the frames so far are written, then DivergenceError is raised. Several
+    checkpoints (or run directories) are an ensemble (`dynforecast.ensemble`): the forecast is
+    the members' mean, their spread the observable ``spread`` and a PDB export's B-factors.
     """
+    from dynforecast.ensemble import ensemble_rollout, load_members
     from dynforecast.io.h5md import write_h5md
 
     check_output_path(output, overwrite=overwrite)
     if export is not None:
         check_export_target(export, overwrite=overwrite)
     torch_device = setup.resolve_device(device)
-    trained = load_trained(checkpoint)
+    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    members = load_members([Path(p) for p in paths])
+    trained = members[0]
     systems = load_systems(data, [system] if system is not None else None)
     chosen = systems[0]
-    trained.check_data([chosen], data)
-    trained.to(torch_device)
+    for member in members:
+        member.check_data([chosen], data)
+        member.to(torch_device)
     spec = setup.window_spec(trained.config)
     plan = RolloutPlan.for_spec(spec)
-    result = rollout(
-        trained.model,
-        chosen,
-        spec,
-        setup.graph_spec(trained.config),
-        start=chosen.n_frames - 1 if start is None else start,
-        steps=steps,
-        node_attr_width=trained.signature.node_attr_width,
-        use_velocities=trained.signature.has_velocities,
-        device=torch_device,
-        dtype=getattr(torch, trained.config.dtype),
-    )
+
+    def run(model: ForecastModel) -> Rollout:
+        return rollout(
+            model,
+            chosen,
+            spec,
+            setup.graph_spec(trained.config),
+            start=chosen.n_frames - 1 if start is None else start,
+            steps=steps,
+            node_attr_width=trained.signature.node_attr_width,
+            use_velocities=trained.signature.has_velocities,
+            device=torch_device,
+            dtype=getattr(torch, trained.config.dtype),
+        )
+
+    spread = None
+    if len(members) == 1:
+        result = run(trained.model)
+    else:
+        result, spread, _ = ensemble_rollout([m.model for m in members], run)
     write_h5md(
         output,
         [result.trajectory],
         overwrite=overwrite,
         is_forecast={chosen.name: result.is_forecast},
+        spread=None if spread is None else {chosen.name: spread},
     )
     if export is not None:
         from dynforecast.io.export import export_trajectory
 
-        export_trajectory(result.trajectory, export, overwrite=overwrite)
+        export_trajectory(
+            result.trajectory,
+            export,
+            overwrite=overwrite,
+            bfactors=_bfactors(spread, export, chosen.length_unit),
+        )
     if result.divergence is not None:
         raise DivergenceError(
             f"{output}: rollout diverged: {result.divergence}; wrote the "
@@ -250,3 +271,20 @@ def predict_file(
         start=chosen.n_frames - 1 if start is None else start,
         frame_stride=plan.grid,
     )
+
+
+#: Largest value PDB's B-factor field (F6.2) holds.
+MAX_BFACTOR = 99.99
+
+
+def _bfactors(spread: np.ndarray | None, export: Path, length_unit: str) -> np.ndarray | None:
+    """The spread for a PDB's B-factor column (in Angstrom like the coordinates, clipped to the
+    field; dimensionless data as is); None without a spread or for other formats."""
+    from dynforecast.io.units import length_factor
+
+    if spread is None:
+        return None
+    if export.suffix.lower() != ".pdb":
+        log(f"note: {export}: only a PDB export carries the ensemble spread (B-factor column)")
+        return None
+    return np.clip(spread * (length_factor(length_unit, "Angstrom") or 1.0), 0.0, MAX_BFACTOR)

@@ -30,7 +30,13 @@ def check_export_target(path: str | Path, *, overwrite: bool) -> None:
     check_output_path(path, overwrite=overwrite)
 
 
-def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool = False) -> None:
+def export_trajectory(
+    trajectory: Trajectory,
+    path: str | Path,
+    overwrite: bool = False,
+    *,
+    bfactors: np.ndarray | None = None,
+) -> None:
     """Write ``trajectory`` to ``path`` in the format its extension names, atomically.
 
     Non-finite positions (a diverged forecast) are refused for every format, as the BVH writer
@@ -45,7 +51,7 @@ def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool 
     if extension == ".pdb":
         from dynforecast.io.pdb import write_pdb
 
-        write_pdb(trajectory, path, overwrite=overwrite)
+        write_pdb(trajectory, path, overwrite=overwrite, bfactors=bfactors)
     elif extension in (".xyz", ".extxyz"):
         from dynforecast.io.xyz import write_xyz
 

@@ -90,8 +90,17 @@ def build_topology(trajectory: Trajectory):  # -> mdtraj.Topology
     return topology
 
 
-def write_pdb(trajectory: Trajectory, path: str | Path, *, overwrite: bool = False) -> None:
-    """Write ``trajectory`` as a PDB (one MODEL per frame), atomically."""
+def write_pdb(
+    trajectory: Trajectory,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    bfactors: np.ndarray | None = None,
+) -> None:
+    """Write ``trajectory`` as a PDB (one MODEL per frame), atomically.
+
+    ``bfactors`` [F, N] fill the B-factor column (PDB's field holds -9.99..99.99; callers clip).
+    """
     import mdtraj
 
     trajectory.validate()
@@ -109,7 +118,7 @@ def write_pdb(trajectory: Trajectory, path: str | Path, *, overwrite: bool = Fal
                 f"({trajectory.parameters[PERIODIC_AXES]}); PDB's CRYST1 cannot say so"
             )
     with atomic_output(path, overwrite=overwrite) as scratch, stdout_to_stderr():
-        frames.save_pdb(str(scratch))
+        frames.save_pdb(str(scratch), bfactors=bfactors)
         if trajectory.box is not None:
             _add_model_cells(Path(scratch), trajectory.box.astype(np.float64) * to_nm * 10)
 
