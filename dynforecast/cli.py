@@ -330,6 +330,10 @@ def train(
         ),
     ] = False,
     json_output: JsonOption = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Train this many ensemble members (seeds seed.. into OUT/seed-<s>)."),
+    ] = None,
 ) -> None:
     """Train a model; SIGTERM/SIGUSR1 checkpoint and exit 75, rerunning resumes."""
     import json
@@ -348,6 +352,12 @@ def train(
         "optim.compile": True if compile_model else None,
     }
     resolved = resolve_config(config, set_ or [], options)
+    if seeds is not None:
+        from dynforecast.ensemble import train_members
+
+        for summary in train_members(data, resolved, out, seeds):
+            print(json.dumps(summary.to_dict()) if json_output else summary.line())
+        return
     summary = run_training(data, resolved, out)
     print(json.dumps(summary.to_dict()) if json_output else summary.line())
 
@@ -355,18 +365,76 @@ def train(
 @app.command()
 @handle_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="best.pt or last.pt of a run.")],
+    checkpoint: Annotated[
+        list[Path],
+        typer.Argument(
+            help="best.pt or last.pt of a run, or a run directory; several make an ensemble."
+        ),
+    ],
     data: Annotated[Path, typer.Argument(help="H5MD data file.")],
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     device: DeviceOption = None,
     json_output: JsonOption = False,
+    members: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="Another ensemble member (repeatable)."),
+    ] = None,
+    rollout: Annotated[
+        int | None,
+        typer.Option(help="Roll out K steps from each start and report errors per step."),
+    ] = None,
+    starts: Annotated[
+        int | None,
+        typer.Option(help="Evenly spaced start windows (--rollout).", show_default="all"),
+    ] = None,
+    trust_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Trust horizon threshold on the median MSE (data unit squared).",
+            show_default="constant velocity's one-step MSE",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Error-versus-horizon plot, .png (--rollout).", dir_okay=False),
+    ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
-    """MSE of a checkpoint on a split, with the stay and constant-velocity baselines."""
+    """MSE of a checkpoint on a split, with the stay, constant-velocity and linear baselines."""
     import json
 
     from dynforecast.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(checkpoint, data, split, device=device or "auto")
+    paths = [*checkpoint, *(members or [])]
+    if rollout is not None:
+        from dynforecast.evaluate_rollout import evaluate_rollout, table
+        from dynforecast.plot import check_plot_path, plot_rollout
+
+        if plot is not None:
+            check_plot_path(plot, overwrite=overwrite)
+        result = evaluate_rollout(
+            paths,
+            data,
+            steps=rollout,
+            split=split,
+            starts=starts,
+            trust_threshold=trust_threshold,
+            device=device or "auto",
+        )
+        if plot is not None:
+            plot_rollout(result, plot, overwrite=overwrite)
+        print(json.dumps(result) if json_output else table(result))
+        return
+    from dynforecast.errors import UsageError
+
+    for name, value in (
+        ("--starts", starts),
+        ("--trust-threshold", trust_threshold),
+        ("--plot", plot),
+    ):
+        if value is not None:
+            raise UsageError(f"{name} needs --rollout K")
+    report = evaluate_checkpoint(paths, data, split, device=device or "auto")
     print(json.dumps(report.to_dict()) if json_output else report.table())
 
 
@@ -374,7 +442,12 @@ def evaluate(
 @handle_errors
 def predict(
     data: Annotated[Path, typer.Argument(help="H5MD data file with the given frames.")],
-    checkpoint: Annotated[Path, typer.Option(help="best.pt or last.pt of a run.")],
+    checkpoint: Annotated[
+        list[Path],
+        typer.Option(
+            help="best.pt or last.pt of a run, or a run directory; repeat for an ensemble."
+        ),
+    ],
     steps: Annotated[
         int,
         typer.Option(help="Frames to predict, one every gcd(spacing, horizon) stored frames."),

@@ -130,7 +130,7 @@ def test_evaluate_table(workspace):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{run / 'best.pt'} (epoch 2) on {data}, split val: MSE (dimensionless)"
-    assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity"]
+    assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity", "linear"]
     assert lines[2].split()[:2] == ["all", "78"]
 
 

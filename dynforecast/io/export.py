@@ -62,6 +62,7 @@ def export_trajectory(
     overwrite: bool = False,
     *,
     is_forecast: np.ndarray | None = None,
+    bfactors: np.ndarray | None = None,
 ) -> None:
     """Write ``trajectory`` to ``path`` in the format its extension names, atomically.
 
@@ -79,7 +80,7 @@ def export_trajectory(
     if extension == ".pdb":
         from dynforecast.io.pdb import write_pdb
 
-        write_pdb(trajectory, path, overwrite=overwrite, is_forecast=is_forecast)
+        write_pdb(trajectory, path, overwrite=overwrite, is_forecast=is_forecast, bfactors=bfactors)
     elif extension in (".xyz", ".extxyz"):
         from dynforecast.io.xyz import write_xyz
 

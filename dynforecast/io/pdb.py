@@ -102,11 +102,13 @@ def write_pdb(
     *,
     overwrite: bool = False,
     is_forecast: np.ndarray | None = None,
+    bfactors: np.ndarray | None = None,
 ) -> None:
     """Write ``trajectory`` as a PDB, atomically: MODELs numbered from 1 (when more than one
     frame or any forecast), CRYST1 in the header and in every MODEL, HETATM, insertion codes and
     alternate locations as ingested, CONECT for bonds outside standard residues, and a REMARK
-    naming the forecast MODELs (``is_forecast`` [F], 1 = predicted).
+    naming the forecast MODELs (``is_forecast`` [F], 1 = predicted). ``bfactors`` [F, N] fill
+    the B-factor column (an ensemble's spread; PDB's field holds -9.99..99.99, callers clip).
 
     Names longer than 4 characters get unique 4-character names (`pdb_atom_names`), with a note
     on stderr; the full names stay in the H5MD file. Raises OutputError for an existing ``path``
@@ -129,7 +131,11 @@ def write_pdb(
         if trajectory.box is not None
         else None
     )
-    lines, serials = atom_templates(columns)
+    if bfactors is not None and np.shape(bfactors) != trajectory.positions.shape[:2]:
+        raise ValueError(
+            f"expected bfactors of shape {trajectory.positions.shape[:2]} (got {np.shape(bfactors)})"
+        )
+    lines, serials = atom_templates(columns, with_bfactors=bfactors is not None)
     template = "".join(lines)
     with_models = trajectory.n_frames > 1 or is_forecast is not None
     with atomic_output(path, overwrite=overwrite) as scratch:
@@ -143,7 +149,10 @@ def write_pdb(
                     out.write(f"MODEL     {frame + 1:4d}\n")
                     if cells is not None:
                         out.write(cells[frame])
-                out.write(template % tuple(positions[frame].ravel().tolist()))
+                values = positions[frame]
+                if bfactors is not None:
+                    values = np.concatenate([values, bfactors[frame][:, None]], axis=1)
+                out.write(template % tuple(values.ravel().tolist()))
                 if with_models:
                     out.write("ENDMDL\n")
             out.write(conect_records(columns, trajectory.bonds.astype(np.int64), serials))

@@ -60,11 +60,14 @@ def _name_field(name: str, element: str) -> str:
     return f"{name:<4}"
 
 
-def atom_templates(columns: AtomColumns) -> tuple[list[str], np.ndarray]:
+def atom_templates(
+    columns: AtomColumns, *, with_bfactors: bool = False
+) -> tuple[list[str], np.ndarray]:
     """(lines, serials): one ``%``-template per atom line and TER line, and each atom's serial.
 
     Built once per file (one pass over atoms); a TER record follows the last atom of each chain
-    run, taking a serial number as readers expect.
+    run, taking a serial number as readers expect. Each atom line takes x, y, z (Angstrom) and,
+    ``with_bfactors``, its B-factor (``%6.2f``; else 0.00 is written).
     """
     n = columns.names.size
     chain_end = np.ones(n, dtype=bool)
@@ -80,8 +83,9 @@ def atom_templates(columns: AtomColumns) -> tuple[list[str], np.ndarray]:
             f"{columns.altlocs[i] or ' ':1}{columns.residue_names[i]:<4}{columns.chain_ids[i]:1}"
             f"{int(columns.residue_ids[i]) % 10000:4d}{columns.insertion_codes[i] or ' ':1}   "
         )
-        suffix = f"  1.00  0.00      {columns.segment_ids[i]:<4}{element.upper():>2}  \n"
-        lines.append(_escape(prefix) + "%8.3f%8.3f%8.3f" + _escape(suffix))
+        suffix = f"      {columns.segment_ids[i]:<4}{element.upper():>2}  \n"
+        bfactor = "%6.2f" if with_bfactors else "  0.00"
+        lines.append(_escape(prefix) + "%8.3f%8.3f%8.3f  1.00" + bfactor + _escape(suffix))
         if chain_end[i]:
             ter = (
                 f"TER   {(int(serials[i]) + 1) % 100000:5d}      {columns.residue_names[i]:<4}"
