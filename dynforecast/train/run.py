@@ -228,12 +228,13 @@ def _train_locked(
         _check_resumable(resume, resolved, checksum, run_dir, data_path)
         if context.is_main:
             console.log(
-                f"resuming {run_dir / LAST}: {resume['epoch']} epochs done"
+                f"resuming {run_dir / LAST}: {_count(resume['epoch'], 'epoch')} done"
                 + (
-                    f", {resume['batch_in_epoch']} batches into the next"
+                    f", {_count(resume['batch_in_epoch'], 'batch')} into the next"
                     if resume["batch_in_epoch"]
                     else ""
                 )
+                + _nothing_left(resume, resolved)
             )
     elif context.is_main:
         console.log(f"run directory {run_dir}")
@@ -327,6 +328,26 @@ def _check_resumable(
             f"{data}: differs from the data file the run in {run_dir} was trained on "
             f"({checkpoint['data_path']}, checksum {checkpoint['data_checksum'][:12]}...)"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """ "1 epoch", "2 epochs", "1 batch", "3 batches"."""
+    plural = {"batch": "batches"}.get(noun, noun + "s")
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def _nothing_left(checkpoint: dict[str, Any], config: TrainConfig) -> str:
+    """The note a resume adds when the run has nothing left to train."""
+    done, planned = int(checkpoint["epoch"]), config.optim.epochs
+    patience = config.optim.early_stopping_patience
+    if done >= planned:
+        return f"; nothing to train (give --epochs above {done} to continue)"
+    if patience is not None and int(checkpoint["bad_epochs"]) >= patience:
+        return (
+            f"; nothing to train: it stopped early after {_count(patience, 'validation')} "
+            "without improvement (raise optim.early_stopping_patience to continue)"
+        )
+    return ""
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
