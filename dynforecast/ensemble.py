@@ -22,29 +22,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dynforecast.errors import CompatibilityError, InputError, UsageError
+from dynforecast.errors import CompatibilityError, UsageError
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.batch import WindowBatch
 from dynforecast.train.config import TrainConfig
-from dynforecast.train.trained import TrainedModel, load_trained
+from dynforecast.train.trained import TrainedModel, checkpoint_path, load_trained
 
 if TYPE_CHECKING:
     from dynforecast.predict import Rollout
 
 #: Split modes whose windows depend on the seed (members with different seeds disagree).
 SEEDED_SPLITS = ("random", "random_systems")
-#: Checkpoint names looked for, in order, when a run directory is given.
-RUN_CHECKPOINTS = ("best.pt", "last.pt")
-
-
-def checkpoint_path(path: Path) -> Path:
-    """A checkpoint file, or a run directory's best.pt (else last.pt); InputError if neither."""
-    if path.is_dir():
-        for name in RUN_CHECKPOINTS:
-            if (path / name).is_file():
-                return path / name
-        raise InputError(f"{path}: run directory without {' or '.join(RUN_CHECKPOINTS)}")
-    return path
 
 
 def load_members(paths: Sequence[Path]) -> list[TrainedModel]:

@@ -58,7 +58,7 @@ def workspace(tmp_path_factory):
 def test_train_writes_the_run_directory(workspace):
     _, data, run, result = workspace
     assert result.stdout.startswith(f"{run}: estag, 2 epochs, best val MSE ")
-    assert "(baselines: stay " in result.stdout
+    assert "(baselines on val: stay " in result.stdout
     assert "epoch 1/2 train_mse " in result.stderr and "epoch 2/2 train_mse " in result.stderr
     assert sorted(p.name for p in run.iterdir()) == [
         "best.pt",
