@@ -61,6 +61,7 @@ def test_train_writes_the_run_directory(workspace):
     assert "(baselines on val: stay " in result.stdout
     assert "epoch 1/2 train_mse " in result.stderr and "epoch 2/2 train_mse " in result.stderr
     assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",  # train.lock's record lock file (the lock itself ends with the process)
         "best.pt",
         "config.json",
         "last.pt",

@@ -182,7 +182,7 @@ def test_ensemble_errors(members, tmp_path):
     empty.mkdir()
     result = invoke("evaluate", run, empty, data)
     assert result.exit_code == 3
-    assert result.stderr == f"error: {empty}: run directory without best.pt or last.pt\n"
+    assert result.stderr == f"error: {empty}: not a run directory (no best.pt or last.pt in it)\n"
     result = invoke("evaluate", run, run / "best.pt", data)
     assert result.exit_code == 2 and "the same checkpoint is given twice" in result.stderr
     other = root / "other"

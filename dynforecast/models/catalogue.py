@@ -62,6 +62,11 @@ MEANINGS: dict[str, dict[str, str]] = {
         "species": 'species encoding: "atomic_number", "one_hot" or "none"',
         **_NODE_INPUT,
     },
+    "linear": {
+        "weights": "one weight per past frame difference, fitted by least squares on the "
+        "training windows (none: constant velocity)",
+        "velocity_weight": "weight of the last frame's velocity times the target time step",
+    },
 }
 
 
