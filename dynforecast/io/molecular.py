@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynforecast.errors import InputError, UsageError
+from dynforecast.errors import DynforecastError, InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
 from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
 from dynforecast.io.inputs import check_input_file, extension_of
@@ -73,44 +73,13 @@ TRAJECTORY_EXTENSIONS = (
 #: Formats whose frames carry no time that mdtraj reads: it numbers their frames instead.
 UNTIMED_EXTENSIONS = (".dcd", ".binpos", ".lammpstrj", ".pdb", ".pdb.gz", ".ent")
 
-#: What mdtraj raises on malformed input (it has no exception hierarchy of its own).
-#: mdtraj also validates some PDB fields with bare `assert` statements (e.g. a short atom name).
-_MDTRAJ_ERRORS = (
-    ValueError,
-    IndexError,
-    KeyError,
-    OSError,
-    RuntimeError,
-    EOFError,
-    TypeError,
-    AssertionError,
-    ArithmeticError,
-    UnicodeError,
-    MemoryError,
-)
+#: mdtraj has no exception hierarchy of its own: its readers raise ValueError, IndexError,
+#: KeyError, OSError, RuntimeError, EOFError, TypeError, AssertionError (PDB field checks),
+#: PSFError and its private _PSFEOF, pyparsing errors, and even bare ``Exception`` (GRO lines).
+#: Every call into mdtraj therefore turns any Exception that is not ours into an InputError
+#: naming the file; only those calls are wrapped, so that our own bugs still show as bugs.
 #: Topology-only files: they hold no frames, so alone they need a trajectory.
 TOPOLOGY_ONLY_EXTENSIONS = tuple(e for e in TOPOLOGY_EXTENSIONS if e not in STANDALONE_EXTENSIONS)
-
-
-def _library_errors() -> tuple[type[BaseException], ...]:
-    """Exception types mdtraj (and the libraries under it) raise on malformed files.
-
-    Besides the builtins of `_MDTRAJ_ERRORS`: mdtraj's PSF reader has its own PSFError, its
-    PDBx reader PdbxError, its selection/PRMTOP parsing pyparsing's ParseException; all are
-    plain Exception subclasses. mdtraj's private ``_PSFEOF`` (a PSF that ends inside a section)
-    escapes its reader too.
-    """
-    from mdtraj.formats import psf
-    from mdtraj.formats.pdbx.PdbxReader import PdbxError
-
-    errors: list[type[BaseException]] = [*_MDTRAJ_ERRORS, psf.PSFError, PdbxError, psf._PSFEOF]
-    try:
-        from pyparsing import ParseException
-
-        errors.append(ParseException)
-    except ImportError:  # pragma: no cover - pyparsing is a dependency of mdtraj
-        pass
-    return tuple(errors)
 
 
 def load_topology(path: Path):  # -> mdtraj.Topology
@@ -136,7 +105,9 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
                 topology, codes = load_psf(path)
             else:
                 topology = mdtraj.load_topology(str(path))
-    except _library_errors() as exc:
+    except Exception as exc:  # mdtraj's readers raise anything, even bare Exception (GRO)
+        if isinstance(exc, DynforecastError):
+            raise
         if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
             # mdtraj indexes the first atom of an atom-less PDB
             raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
@@ -226,9 +197,9 @@ def _count_trajectory_atoms(path: Path) -> int | None:
             return _load_topology(path, [])[0].n_atoms
         with quiet_library([]), mdtraj.open(str(path)) as handle:
             first = handle.read(n_frames=1)
-    except InputError:
+    except DynforecastError:
         raise
-    except _library_errors() as exc:
+    except Exception as exc:  # see _load_topology: mdtraj has no error hierarchy
         raise InputError(f"{path}: cannot read trajectory ({_reason(exc)})") from exc
     xyz = first[0] if isinstance(first, tuple) else getattr(first, "xyz", None)
     return int(xyz.shape[1]) if isinstance(xyz, np.ndarray) and xyz.ndim == 3 else None
@@ -430,30 +401,34 @@ def _iter_chunks(
     emitted = 0
     has_box: bool | None = None
     cells = model_cells(path) if extension_of(path) in STANDALONE_EXTENSIONS else None
-    try:
-        with quiet_library(sink.warnings):
-            frames = iter(
-                mdtraj.iterload(
-                    str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+
+    def pieces():  # mdtraj's chunks; whatever mdtraj raises becomes an InputError
+        try:
+            with quiet_library(sink.warnings):
+                frames = iter(
+                    mdtraj.iterload(
+                        str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+                    )
                 )
-            )
-        for piece in quiet_iter(frames, sink.warnings):
-            positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
-            check_finite(path, positions, first_frame=emitted * stride)
-            count = positions.shape[0]
-            step = (emitted + np.arange(count, dtype=np.int64)) * stride
-            boxes = _frame_cells(piece.unitcell_vectors, cells, step)
-            if has_box is None:
-                has_box = bool(has_cell(boxes[:1])[0])
-            yield FrameChunk(
-                positions=positions,
-                time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
-                step=step,
-                box=chunk_boxes(path, boxes, step, has_box),
-            )
-            emitted += count
-    except _library_errors() as exc:
-        raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
+            yield from quiet_iter(frames, sink.warnings)
+        except Exception as exc:  # mdtraj has no error hierarchy (bare Exception for GRO)
+            raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
+
+    for piece in pieces():
+        positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
+        check_finite(path, positions, first_frame=emitted * stride)
+        count = positions.shape[0]
+        step = (emitted + np.arange(count, dtype=np.int64)) * stride
+        boxes = _frame_cells(piece.unitcell_vectors, cells, step)
+        if has_box is None:
+            has_box = bool(has_cell(boxes[:1])[0])
+        yield FrameChunk(
+            positions=positions,
+            time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
+            step=step,
+            box=chunk_boxes(path, boxes, step, has_box),
+        )
+        emitted += count
     if emitted == 0:
         raise InputError(f"{path}: no frames")
     last = int(step[-1])

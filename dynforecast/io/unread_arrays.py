@@ -52,8 +52,10 @@ def _netcdf_arrays(path: Path) -> list[str]:
     try:
         from scipy.io import netcdf_file
 
-        with netcdf_file(str(path), "r", mmap=True) as handle:
-            names = set(handle.variables)
+        handle = netcdf_file(str(path), "r", mmap=True)  # reads the header only
+        names = set(handle.variables)
+        handle.variables.clear()  # drop the views into the mapping so that it closes cleanly
+        handle.close()
     except Exception:  # netCDF-4/HDF5 files or a broken header: mdtraj's reader will say
         return []
     return [name for name in ("velocities", "forces") if name in names]
