@@ -104,6 +104,9 @@ def main(
 ) -> None:
     """Forecast trajectories with E(3)-equivariant spatio-temporal graph networks (ESTAG, SAKE)."""
     _state["debug"] = debug
+    from dynforecast.io.quiet import show_library_output
+
+    show_library_output(debug)  # C-level library chatter (dcdplugin banners) only under --debug
 
 
 # Shared option types -------------------------------------------------------------------------
@@ -197,11 +200,20 @@ def ingest(
 @app.command()
 @handle_errors
 def info(
-    file: Annotated[Path, typer.Argument(help="An H5MD file written by dynforecast.")],
+    file: Annotated[
+        Path, typer.Argument(help="An H5MD file, or a run directory or checkpoint (= report).")
+    ],
     json_output: JsonOption = False,
 ) -> None:
     """Show the systems of an H5MD file: frames, particles, species, units, ranges, NaN counts."""
     import json
+
+    if file.is_dir() or file.suffix == ".pt":
+        from dynforecast.train.report import describe_run
+
+        run = describe_run(file)
+        print(json.dumps(run.to_dict(), indent=2) if json_output else run.text())
+        return
 
     from dynforecast.io.info import describe_h5md, format_info
 
@@ -285,9 +297,71 @@ DeviceOption = Annotated[
 ]
 
 
+def _given_command(ctx: typer.Context, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The words of the command as the user gave it (subcommand, arguments, options set on the
+    command line), rebuilt from the parsed values so it also works under torchrun and tests."""
+    words = [ctx.info_name or ctx.command.name or ""]
+    options: list[str] = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if param.name in leave_out or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words.extend(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        elif getattr(param, "is_flag", False):
+            options.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if getattr(param, "multiple", False) else [value]:
+                options.extend([param.opts[0], str(item)])
+    return words + options
+
+
+@app.command()
+@handle_errors
+def models(json_output: JsonOption = False) -> None:
+    """List the models with their hyperparameters (model.<name> keys): types, defaults, meanings."""
+    import json
+
+    from dynforecast.models.catalogue import describe_models, format_models
+
+    entries = describe_models()
+    if json_output:
+        print(json.dumps({"models": [entry.to_dict() for entry in entries]}, indent=2))
+    else:
+        print(format_models(entries))
+
+
+@app.command()
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory (or a checkpoint in one).")],
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw the training and validation curves to this PNG.", dir_okay=False
+        ),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Summarise a run: data, model, parameters, epochs, best epoch, time, changed settings."""
+    import json
+
+    from dynforecast.train.report import describe_run, plot_curves
+
+    summary = describe_run(run)
+    if plot is not None:
+        plot_curves(summary, plot, overwrite=overwrite)
+    print(json.dumps(summary.to_dict()) if json_output else summary.text())
+    if plot is not None and not json_output:
+        print(f"curves -> {plot}")
+
+
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Argument(help="H5MD data file; without it the built-in N-body set (cached)."),
@@ -330,9 +404,28 @@ def train(
             "compilation (optim.compile).",
         ),
     ] = False,
+    val_every: Annotated[
+        int | None,
+        typer.Option(help="Validate every N epochs (optim.val_every).", show_default="1", min=1),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the fully resolved configuration as TOML (for --config) and exit.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Train this many ensemble members (seeds seed.. into OUT/seed-<s>)."),
+    ] = None,
 ) -> None:
-    """Train a model; SIGTERM/SIGUSR1 checkpoint and exit 75, rerunning resumes."""
+    """Train a model; SIGTERM/SIGUSR1/Ctrl-C checkpoint, exit 75 (130) and print the resume command.
+
+    Every configuration key: `dynforecast train DATA --print-config` (all sections, resolved) and
+    `dynforecast models` (the model.<hyperparameter> keys).
+    """
     import json
 
     from dynforecast.train.config import resolve_config
@@ -347,27 +440,98 @@ def train(
         "device": device,
         "optim.amp": True if amp else None,
         "optim.compile": True if compile_model else None,
+        "optim.val_every": val_every,
     }
     resolved = resolve_config(config, set_ or [], options)
-    summary = run_training(data, resolved, out)
+    if print_config:
+        from dynforecast.train.print_config import resolved_toml
+
+        print(resolved_toml(data, resolved), end="")
+        return
+    if seeds is not None:
+        from dynforecast.ensemble import train_members
+
+        for summary in train_members(data, resolved, out, seeds):
+            print(json.dumps(summary.to_dict()) if json_output else summary.line())
+        return
+    command = _given_command(ctx, leave_out=("json_output",))
+    summary = run_training(data, resolved, out, command=command)
     print(json.dumps(summary.to_dict()) if json_output else summary.line())
 
 
 @app.command()
 @handle_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="best.pt or last.pt of a run.")],
+    checkpoint: Annotated[
+        list[Path],
+        typer.Argument(
+            help="best.pt or last.pt of a run, or a run directory; several make an ensemble."
+        ),
+    ],
     data: Annotated[Path, typer.Argument(help="H5MD data file.")],
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     device: DeviceOption = None,
     json_output: JsonOption = False,
+    members: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="Another ensemble member (repeatable)."),
+    ] = None,
+    rollout: Annotated[
+        int | None,
+        typer.Option(help="Roll out K steps from each start and report errors per step."),
+    ] = None,
+    starts: Annotated[
+        int | None,
+        typer.Option(help="Evenly spaced start windows (--rollout).", show_default="all"),
+    ] = None,
+    trust_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Trust horizon threshold on the median MSE (data unit squared).",
+            show_default="constant velocity's one-step MSE",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Error-versus-horizon plot, .png (--rollout).", dir_okay=False),
+    ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
-    """MSE of a checkpoint on a split, with the stay and constant-velocity baselines."""
+    """MSE of a checkpoint on a split, with the stay, constant-velocity and linear baselines."""
     import json
 
     from dynforecast.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(checkpoint, data, split, device=device or "auto")
+    paths = [*checkpoint, *(members or [])]
+    if rollout is not None:
+        from dynforecast.evaluate_rollout import evaluate_rollout, table
+        from dynforecast.plot import check_plot_path, plot_rollout
+
+        if plot is not None:
+            check_plot_path(plot, overwrite=overwrite)
+        result = evaluate_rollout(
+            paths,
+            data,
+            steps=rollout,
+            split=split,
+            starts=starts,
+            trust_threshold=trust_threshold,
+            device=device or "auto",
+        )
+        if plot is not None:
+            plot_rollout(result, plot, overwrite=overwrite)
+        print(json.dumps(result) if json_output else table(result))
+        return
+    from dynforecast.errors import UsageError
+
+    for name, value in (
+        ("--starts", starts),
+        ("--trust-threshold", trust_threshold),
+        ("--plot", plot),
+    ):
+        if value is not None:
+            raise UsageError(f"{name} needs --rollout K")
+    report = evaluate_checkpoint(paths, data, split, device=device or "auto")
     print(json.dumps(report.to_dict()) if json_output else report.table())
 
 
@@ -375,7 +539,12 @@ def evaluate(
 @handle_errors
 def predict(
     data: Annotated[Path, typer.Argument(help="H5MD data file with the given frames.")],
-    checkpoint: Annotated[Path, typer.Option(help="best.pt or last.pt of a run.")],
+    checkpoint: Annotated[
+        list[Path],
+        typer.Option(
+            help="best.pt or last.pt of a run, or a run directory; repeat for an ensemble."
+        ),
+    ],
     steps: Annotated[
         int,
         typer.Option(help="Frames to predict, one every gcd(spacing, horizon) stored frames."),

@@ -55,6 +55,11 @@ class Interrupted(DynforecastError):
 
     exit_code = 75
 
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code  # 130 (128 + SIGINT) after Ctrl-C
+
 
 def describe_path(path: str | Path) -> str:
     """The form in which messages name a file: as the user typed it."""

@@ -1,13 +1,17 @@
 """`dynforecast evaluate`: the MSE of a checkpoint on a split of a data file, beside its baselines.
 
-Every number comes with the `stay` and `constant_velocity` errors on the same windows, so that a
-model's error can be judged at a glance. The split is recomputed from the split configuration the
+Every number comes with the `stay`, `constant_velocity` and `linear` (fitted on the training
+windows, `dynforecast.models.baselines.fit_linear`) errors on the same windows, so that a model's
+error can be judged at a glance. Several checkpoints (or run directories) are evaluated as an
+ensemble: the mean of their predictions (`dynforecast.ensemble`). `--rollout K` is
+`dynforecast.evaluate_rollout`. The split is recomputed from the split configuration the
 checkpoint recorded (mode, fractions, seed), so evaluating on the training data file gives the
 test windows that training never saw.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +19,15 @@ from typing import Any
 import numpy as np
 
 from dynforecast.data.loading import load_systems
+from dynforecast.ensemble import EnsembleModel, load_members
 from dynforecast.errors import UsageError
+from dynforecast.models.baselines import fit_linear
 from dynforecast.train import setup
 from dynforecast.train.metrics import evaluate_errors
-from dynforecast.train.trained import load_trained
 
 SPLITS = ("test", "val", "train", "all")
+#: Baselines of every evaluation: setup's non-learned ones and the fitted linear model.
+BASELINES = (*setup.BASELINES, "linear")
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class EvaluationReport:
     past frame and no velocities).
     """
 
-    checkpoint: Path
+    checkpoint: Path | list[Path]
     data: Path
     split: str
     model: str
@@ -49,7 +56,7 @@ class EvaluationReport:
             f"{self.model if n == 'model' else n:>18}" for n in names
         )
         rows = [
-            f"{self.checkpoint} (epoch {self.epoch}) on {self.data}, split {self.split}: "
+            f"{self._label()} (epoch {self.epoch}) on {self.data}, split {self.split}: "
             f"MSE {_unit_phrase(self.unit)}",
             header,
             _row("all", self.windows, [self.mse, *self.baselines.values()]),
@@ -59,9 +66,16 @@ class EvaluationReport:
                 rows.append(_row(name, values["windows"], [values[n] for n in ("mse", *names[1:])]))
         return "\n".join(rows)
 
+    def _label(self) -> str:
+        if isinstance(self.checkpoint, list):
+            return " + ".join(map(str, self.checkpoint))
+        return str(self.checkpoint)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "checkpoint": str(self.checkpoint),
+            "checkpoint": [str(p) for p in self.checkpoint]
+            if isinstance(self.checkpoint, list)
+            else str(self.checkpoint),
             "data": str(self.data),
             "split": self.split,
             "model": self.model,
@@ -75,30 +89,38 @@ class EvaluationReport:
 
 
 def evaluate_checkpoint(
-    checkpoint: Path,
+    checkpoint: Path | Sequence[Path],
     data: Path,
     split: str = "test",
     *,
     device: str = "auto",
     batch_size: int | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``checkpoint`` on ``split`` of ``data`` (see the module docstring)."""
+    """Evaluate ``checkpoint`` (one, or several as an ensemble) on ``split`` of ``data``.
+
+    See the module docstring; an epoch of an ensemble is its first member's.
+    """
     if split not in SPLITS:
         raise UsageError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     torch_device = setup.resolve_device(device)
-    trained = load_trained(checkpoint)
+    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    members = load_members([Path(p) for p in paths])
+    trained = members[0]
     config = trained.config
     systems = load_systems(data, config.data.systems)
-    trained.check_data(systems, data)
-    trained.to(torch_device)
+    for member in members:
+        member.check_data(systems, data)
+        member.to(torch_device)
+    model = trained.model if len(members) == 1 else EnsembleModel([m.model for m in members])
     dataset = setup.build_dataset(systems, config)
-    if split == "all":
-        ids = np.arange(len(dataset), dtype=np.int64)
-    else:
-        ids = setup.build_splits(dataset, config)[split]
+    splits = setup.build_splits(dataset, config)
+    ids = np.arange(len(dataset), dtype=np.int64) if split == "all" else splits[split]
     if len(ids) == 0:
         raise UsageError(f"{data}: the {split} split has no windows; try --split all")
-    models = {"model": trained.model, **setup.baseline_models(dataset)}
+    models = {"model": model, **setup.baseline_models(dataset)}
+    train_ids = splits["train"]
+    if len(train_ids):
+        models["linear"] = fit_linear(dataset, train_ids, use_velocity=dataset.has_velocities)
     sums = evaluate_errors(
         models,
         dataset,
@@ -116,11 +138,11 @@ def evaluate_checkpoint(
             "mse": float(sums["model"].per_system()[index]),
             **{
                 name: float(sums[name].per_system()[index]) if name in sums else None
-                for name in setup.BASELINES
+                for name in BASELINES
             },
         }
     return EvaluationReport(
-        checkpoint=checkpoint,
+        checkpoint=trained.path if len(members) == 1 else [m.path for m in members],
         data=data,
         split=split,
         model=config.model.name,
@@ -128,7 +150,7 @@ def evaluate_checkpoint(
         windows=len(ids),
         mse=sums["model"].mse,
         unit=setup.squared_unit(trained.signature.length_unit),
-        baselines={name: sums[name].mse if name in sums else None for name in setup.BASELINES},
+        baselines={name: sums[name].mse if name in sums else None for name in BASELINES},
         per_system=per_system,
     )
 

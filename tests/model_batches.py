@@ -195,6 +195,12 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
             "num_basis": 8,
             "node_attr_dim": batch.node_attrs.shape[1],
         }
+    elif name == "linear":  # fitted weights (unfitted it is constant velocity)
+        weights = [0.7 - 0.3 * k for k in range(batch.num_frames - 1)]
+        options = {
+            "weights": weights,
+            "velocity_weight": 0.4 if batch.velocities is not None else 0.0,
+        }
     else:
         options = {}
     options.update(overrides)

@@ -58,7 +58,7 @@ def workspace(tmp_path_factory):
 def test_train_writes_the_run_directory(workspace):
     _, data, run, result = workspace
     assert result.stdout.startswith(f"{run}: estag, 2 epochs, best val MSE ")
-    assert "(baselines: stay " in result.stdout
+    assert "(baselines on val: stay " in result.stdout
     assert "epoch 1/2 train_mse " in result.stderr and "epoch 2/2 train_mse " in result.stderr
     assert sorted(p.name for p in run.iterdir()) == [
         "best.pt",
@@ -130,7 +130,7 @@ def test_evaluate_table(workspace):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{run / 'best.pt'} (epoch 2) on {data}, split val: MSE (dimensionless)"
-    assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity"]
+    assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity", "linear"]
     assert lines[2].split()[:2] == ["all", "78"]
 
 
@@ -399,3 +399,35 @@ def test_train_compile_flag_reaches_the_loop_and_is_recorded(workspace, tmp_path
     assert saved["train_config"]["optim"]["compile"] is True
     evaluated = invoke("evaluate", run / "best.pt", data, "--json")  # the plain model's weights
     assert evaluated.exit_code == 0, evaluated.stderr
+
+
+def test_predict_checks_the_export_format_on_the_data_before_writing_anything(workspace, tmp_path):
+    """N-body data is no skeleton: a BVH export is refused before the -o file is written."""
+    _, data, run, _ = workspace
+    output, export = tmp_path / "f.h5", tmp_path / "f.bvh"
+    result = invoke(
+        "predict", data, "--checkpoint", run / "best.pt", "--steps", 2, "-o", output,
+        "--export", export,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"error: {export}: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_pdb_export_numbers_models_from_1_and_names_the_forecasts(workspace, tmp_path):
+    _, data, run, _ = workspace
+    output, export = tmp_path / "f.h5", tmp_path / "f.pdb"
+    result = invoke(
+        "predict", data, "--checkpoint", run / "best.pt", "--system", "traj00003",
+        "--start", 20, "--steps", 15, "-o", output, "--export", export,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = export.read_text().splitlines()
+    models = [line for line in lines if line.startswith("MODEL")]
+    assert models == [f"MODEL     {k:4d}" for k in range(1, 26)]
+    assert [line for line in lines if line.startswith("REMARK")][1:] == [
+        "REMARK   1 MODELs 11-25 are forecasts (predicted by dynforecast)",
+        "REMARK   1 MODELs 1-10 are given frames",
+    ]
+    assert read_is_forecast(output, "traj00003").tolist() == [0] * 10 + [1] * 15

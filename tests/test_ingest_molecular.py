@@ -49,8 +49,11 @@ def test_multi_model_pdb_matches_mdtraj():
     )  # multi-model PDB stores no times: frame indices
     atoms = list(reference.topology.atoms)
     assert traj.species.tolist() == [a.element.atomic_number for a in atoms]
-    assert traj.names == [a.name for a in atoms]
-    assert traj.parameters["residue_names"].tolist() == [a.residue.name for a in atoms]
+    # Names as the file writes them, not mdtraj's PDB-standard renames (H1 stays H1).
+    as_written = list(mdtraj_load(NMR_PDB, standard_names=False).topology.atoms)
+    assert traj.names == [a.name for a in as_written]
+    assert traj.names[11] == "H1" and atoms[11].name == "H"
+    assert traj.parameters["residue_names"].tolist() == [a.residue.name for a in as_written]
     assert traj.parameters["residue_ids"].tolist() == [a.residue.resSeq for a in atoms]
     assert set(traj.parameters["chain_ids"].tolist()) == {"A"}
     bonds = {tuple(sorted((a.index, b.index))) for a, b in reference.topology.bonds}

@@ -112,10 +112,8 @@ def test_stop_signal_checkpoint_then_resume_equals_uninterrupted(tmp_path, stop)
     run = tmp_path / "run"
     with pytest.raises(Interrupted) as caught:
         _fit(run, config, **stopper)
-    assert str(caught.value) == (
-        f"{run}: stopped by {where}; "
-        f"checkpoint {run / 'last.pt'} written, run the same command again to resume"
-    )
+    assert str(caught.value) == (f"{run}: stopped by {where}; checkpoint {run / 'last.pt'} written")
+    assert caught.value.exit_code == 75
     saved = load_checkpoint(run / "last.pt")
     assert (saved["epoch"], saved["batch_in_epoch"]) == position
     model, resumed = _fit(run, config, resume=saved)

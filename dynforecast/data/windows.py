@@ -213,10 +213,11 @@ class WindowDataset:
         if steps.size == 0:
             return 1.0
         if np.abs(steps - steps[0]).max() > TIME_STEP_RTOL * steps[0]:
-            names = [self.systems[i].name for i in with_windows[[0, int(np.argmax(steps))]]]
+            odd = int(np.argmax(np.abs(steps - steps[0])))
+            names = [self.systems[i].name for i in with_windows[[0, odd]]]
             raise InputError(
                 f"systems {names[0]!r} and {names[1]!r} have different time steps "
-                f"({steps[0]:g} and {steps.max():g}); windows of one data set need one time step"
+                f"({steps[0]:g} and {steps[odd]:g}); windows of one data set need one time step"
             )
         return float(steps[0])
 

@@ -53,3 +53,38 @@ def read_dcd_clock(path: str | Path) -> DCDClock | None:
         return None
     step_ps = float(delta) * AKMA_PS
     return DCDClock(first_ps=first_step * step_ps, interval_ps=steps_per_frame * step_ps)
+
+
+def dcd_partial_frame_bytes(path: str | Path, n_atoms: int) -> int:
+    """Bytes after the last whole frame of a DCD (a truncated write), 0 when it ends cleanly.
+
+    mdtraj's DCD plugin counts frames by file size and silently skips a partial last frame; this
+    says how much was left over. Layout (as MDAnalysis's and VMD's readers read it): the header
+    record, a title record of any length, the atom-count record, then per frame an optional unit
+    cell record (48 bytes, CHARMM files whose control word 11 is set) and three coordinate
+    records of 4 * n_atoms bytes, each record framed by two 4-byte length markers. Files with
+    fixed atoms (control word 9), whose first frame is longer, and unreadable headers give 0:
+    nothing is claimed that cannot be checked.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4 + _HEADER_RECORD + 8)
+        if len(head) < 4 + _HEADER_RECORD + 8:
+            return 0
+        for order in "<>":
+            (length,) = struct.unpack(f"{order}i", head[:4])
+            if length == _HEADER_RECORD and head[4:8] == b"CORD":
+                break
+        else:
+            return 0
+        control = struct.unpack(f"{order}20i", head[8:88])
+        (title_length,) = struct.unpack(f"{order}i", head[92:96])
+    if control[8] != 0 or title_length < 0:
+        return 0
+    header = (4 + _HEADER_RECORD + 4) + (4 + title_length + 4) + (4 + 4 + 4)
+    charmm = control[19] != 0
+    frame = 3 * (4 * n_atoms + 8) + (56 if charmm and control[10] else 0)
+    if charmm and control[11]:
+        frame += 4 * n_atoms + 8
+    body = path.stat().st_size - header
+    return body % frame if body > 0 and frame > 0 else 0

@@ -18,8 +18,15 @@ from dynforecast.io.trajectory import Trajectory
 EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh")
 
 
-def check_export_target(path: str | Path, *, overwrite: bool) -> None:
-    """Refuse an unknown export extension or an unusable output path before any work is done."""
+def check_export_target(
+    path: str | Path, *, overwrite: bool, trajectory: Trajectory | None = None
+) -> None:
+    """Refuse an unknown export extension or an unusable output path before any work is done.
+
+    With ``trajectory`` (the data a forecast will extend: same particles, names and parameters)
+    the format's own preconditions are checked too (`check_exportable`), so that ``predict``
+    fails before it writes its H5MD output rather than leaving it behind.
+    """
     path = Path(path)
     extension = extension_of(path)
     if extension not in EXPORT_EXTENSIONS:
@@ -28,13 +35,41 @@ def check_export_target(path: str | Path, *, overwrite: bool) -> None:
             f"(supported: {', '.join(EXPORT_EXTENSIONS)})"
         )
     check_output_path(path, overwrite=overwrite)
+    if trajectory is not None:
+        check_exportable(trajectory, path)
 
 
-def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool = False) -> None:
+def check_exportable(trajectory: Trajectory, path: str | Path) -> None:
+    """The preconditions of writing ``trajectory``'s kind of data to ``path``'s format.
+
+    Every format needs particles; BVH needs the skeleton hierarchy that a BVH input recorded
+    (UsageError otherwise, as `io.bvh.write_bvh` would raise after the rollout). Conditions on
+    the frames themselves (finite values, PDB's coordinate columns) can only be checked when
+    the frames exist, in `export_trajectory`.
+    """
+    path = Path(path)
+    if trajectory.n_particles == 0:
+        raise OutputError(f"{path}: nothing to write (no particles)")
+    if extension_of(path) == ".bvh":
+        from dynforecast.io.bvh import _writable, skeleton_from_trajectory
+
+        _writable(skeleton_from_trajectory(trajectory, path))
+
+
+def export_trajectory(
+    trajectory: Trajectory,
+    path: str | Path,
+    overwrite: bool = False,
+    *,
+    is_forecast: np.ndarray | None = None,
+    bfactors: np.ndarray | None = None,
+) -> None:
     """Write ``trajectory`` to ``path`` in the format its extension names, atomically.
 
     Non-finite positions (a diverged forecast) are refused for every format, as the BVH writer
     does: no format can represent them and a reader would fail later with a worse message.
+    ``is_forecast`` [F] (1 = predicted frame) is written where the format has a place for it
+    (a PDB REMARK naming the forecast MODELs).
     """
     path = Path(path)
     extension = extension_of(path)
@@ -45,7 +80,7 @@ def export_trajectory(trajectory: Trajectory, path: str | Path, overwrite: bool 
     if extension == ".pdb":
         from dynforecast.io.pdb import write_pdb
 
-        write_pdb(trajectory, path, overwrite=overwrite)
+        write_pdb(trajectory, path, overwrite=overwrite, is_forecast=is_forecast, bfactors=bfactors)
     elif extension in (".xyz", ".extxyz"):
         from dynforecast.io.xyz import write_xyz
 

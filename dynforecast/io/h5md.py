@@ -320,11 +320,24 @@ class H5MDWriter:
             raise ValueError(
                 f"expected is_forecast flags of shape ({n_frames},) (got {flags.shape})"
             )
+        self.set_observable(name, "is_forecast", flags)
+
+    def set_observable(
+        self, name: str, key: str, values: np.ndarray, *, unit: str | None = None
+    ) -> None:
+        """Write ``observables/<name>/<key>`` as an H5MD element (value [F, ...], step and time
+        hard-linked to position's); ``unit`` is written unless dimensionless ("1" or None)."""
+        group = self._system_group(name)
+        n_frames = group["position/value"].shape[0]
+        if values.shape[:1] != (n_frames,):
+            raise ValueError(f"expected {key} values for {n_frames} frames (got {values.shape})")
         if "observables" not in self.file:
             self.file.create_group("observables", track_order=True)
         element = self.file["observables"].require_group(name)
-        element = element.create_group("is_forecast")
-        element.create_dataset("value", data=flags)
+        element = element.create_group(key)
+        dataset = element.create_dataset("value", data=values)
+        if unit is not None and unit != "1":
+            dataset.attrs["unit"] = unit
         element["step"] = group["position/step"]
         element["time"] = group["position/time"]
 
@@ -356,8 +369,13 @@ def write_h5md(
     overwrite: bool = False,
     is_forecast: Mapping[str, np.ndarray] | None = None,
     compression: str | None = None,
+    spread: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write in-memory trajectories (one system each) to ``path`` atomically."""
+    """Write in-memory trajectories (one system each) to ``path`` atomically.
+
+    ``spread``: per system, an ensemble's per-particle spread float [F, N] (length unit), written
+    as the observable ``observables/<system>/spread``.
+    """
     for trajectory in trajectories:
         trajectory.validate()
     with H5MDWriter(path, overwrite=overwrite, compression=compression) as writer:
@@ -379,6 +397,11 @@ def write_h5md(
             )
         for name, flags in (is_forecast or {}).items():
             writer.set_is_forecast(name, flags)
+        units = {t.name: t.length_unit for t in trajectories}
+        for name, values in (spread or {}).items():
+            writer.set_observable(
+                name, "spread", np.asarray(values, dtype=np.float32), unit=units[name]
+            )
 
 
 def add_trajectory_system(
@@ -591,6 +614,14 @@ def _validate_read(path: str | Path, trajectory: Trajectory) -> None:
         trajectory.validate()
     except ValueError as exc:
         raise InputError(f"{path}: system {trajectory.name!r} is inconsistent: {exc}") from exc
+
+
+def read_observable(path: str | Path, name: str, key: str) -> np.ndarray | None:
+    """The value of ``observables/<name>/<key>`` (e.g. "spread"), or None when absent."""
+    with _open(path) as h5:
+        _system(h5, name)
+        element = f"observables/{name}/{key}/value"
+        return h5[element][()] if element in h5 else None
 
 
 def read_is_forecast(path: str | Path, name: str) -> np.ndarray | None:

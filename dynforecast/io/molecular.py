@@ -20,6 +20,7 @@ travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -27,10 +28,18 @@ import numpy as np
 
 from dynforecast.errors import InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
-from dynforecast.io.dcd_header import DCDClock, read_dcd_clock
+from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
 from dynforecast.io.inputs import check_input_file, extension_of
+from dynforecast.io.molecular_audit import (
+    audit_gro,
+    audit_pdb,
+    audit_prmtop,
+    audit_psf,
+    warning_notes,
+)
+from dynforecast.io.notes import IngestNote
 from dynforecast.io.pdb import model_cells
-from dynforecast.io.quiet import quiet_iter, stdout_to_stderr
+from dynforecast.io.quiet import quiet_iter, quiet_library
 from dynforecast.io.stream import (
     FrameChunk,
     StreamedSystem,
@@ -41,6 +50,7 @@ from dynforecast.io.stream import (
     has_cell,
 )
 from dynforecast.io.trajectory import Trajectory
+from dynforecast.io.unread_arrays import unread_arrays
 
 #: Files that carry both a topology and coordinates (read without --topology).
 STANDALONE_EXTENSIONS = (".pdb", ".pdb.gz", ".ent")
@@ -74,26 +84,69 @@ _MDTRAJ_ERRORS = (
     EOFError,
     TypeError,
     AssertionError,
+    ArithmeticError,
+    UnicodeError,
+    MemoryError,
 )
+#: Topology-only files: they hold no frames, so alone they need a trajectory.
+TOPOLOGY_ONLY_EXTENSIONS = tuple(e for e in TOPOLOGY_EXTENSIONS if e not in STANDALONE_EXTENSIONS)
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """Exception types mdtraj (and the libraries under it) raise on malformed files.
+
+    Besides the builtins of `_MDTRAJ_ERRORS`: mdtraj's PSF reader has its own PSFError, its
+    PDBx reader PdbxError, its selection/PRMTOP parsing pyparsing's ParseException; all are
+    plain Exception subclasses. mdtraj's private ``_PSFEOF`` (a PSF that ends inside a section)
+    escapes its reader too.
+    """
+    from mdtraj.formats import psf
+    from mdtraj.formats.pdbx.PdbxReader import PdbxError
+
+    errors: list[type[BaseException]] = [*_MDTRAJ_ERRORS, psf.PSFError, PdbxError, psf._PSFEOF]
+    try:
+        from pyparsing import ParseException
+
+        errors.append(ParseException)
+    except ImportError:  # pragma: no cover - pyparsing is a dependency of mdtraj
+        pass
+    return tuple(errors)
 
 
 def load_topology(path: Path):  # -> mdtraj.Topology
     """mdtraj Topology of ``path``, or InputError naming the file."""
+    return _load_topology(path, [])[0]
+
+
+def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes or None)
+    """mdtraj Topology of ``path`` and a PSF's insertion codes; InputError naming the file.
+
+    Every exception mdtraj raises on a malformed file (its readers have no common error type)
+    becomes an InputError; C-level output stays off the terminal (io/quiet.py).
+    """
     import mdtraj
 
+    from dynforecast.io.psf import load_psf
+
     check_input_file(path)
+    codes = None
     try:
-        with stdout_to_stderr():
-            topology = mdtraj.load_topology(str(path))
-    except IndexError as exc:  # mdtraj indexes the first atom of an atom-less file
-        raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
-    except _MDTRAJ_ERRORS as exc:
+        with quiet_library(warnings_sink):
+            if extension_of(path) == ".psf":
+                topology, codes = load_psf(path)
+            else:
+                topology = mdtraj.load_topology(str(path))
+    except _library_errors() as exc:
+        if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
+            # mdtraj indexes the first atom of an atom-less PDB
+            raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
     if topology.n_atoms == 0:
-        raise InputError(f"{path}: no atoms (no ATOM/HETATM records)")
-    return topology
+        what = "no ATOM/HETATM records" if extension_of(path) in STANDALONE_EXTENSIONS else "empty"
+        raise InputError(f"{path}: no atoms ({what})")
+    return topology, codes
 
 
 def _problem(path: Path, otherwise: str) -> str:
@@ -102,8 +155,11 @@ def _problem(path: Path, otherwise: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    """mdtraj's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """mdtraj's message on one line (its type where the message says little)."""
+    text = " ".join(str(exc).split())
+    if not text or len(text) < 4 or text.strip("'\"").isdigit():
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:300]
 
 
 def select_atoms(topology, select: str | None, path: Path) -> np.ndarray | None:
@@ -158,16 +214,54 @@ def topology_fields(topology) -> dict:
 
 
 def _count_trajectory_atoms(path: Path) -> int | None:
-    """Particle count from the trajectory's first frame, or None if mdtraj cannot tell cheaply."""
+    """Particle count from the trajectory's first frame, or None if mdtraj cannot tell cheaply.
+
+    A PDB given as the trajectory is counted by its first MODEL's atoms (mdtraj's PDB file
+    object has no ``read``); other readers read one frame.
+    """
     import mdtraj
 
     try:
-        with stdout_to_stderr(), mdtraj.open(str(path)) as handle:
+        if extension_of(path) in STANDALONE_EXTENSIONS:
+            return _load_topology(path, [])[0].n_atoms
+        with quiet_library([]), mdtraj.open(str(path)) as handle:
             first = handle.read(n_frames=1)
-    except _MDTRAJ_ERRORS as exc:
+    except InputError:
+        raise
+    except _library_errors() as exc:
         raise InputError(f"{path}: cannot read trajectory ({_reason(exc)})") from exc
     xyz = first[0] if isinstance(first, tuple) else getattr(first, "xyz", None)
     return int(xyz.shape[1]) if isinstance(xyz, np.ndarray) and xyz.ndim == 3 else None
+
+
+def _audit_topology(top_path: Path, topology, fields: dict, codes) -> list[IngestNote]:
+    """Repair and report what mdtraj guessed or dropped in the topology (molecular_audit)."""
+    extension = extension_of(top_path)
+    if extension in STANDALONE_EXTENSIONS:
+        return audit_pdb(top_path, topology, fields)
+    if extension == ".gro":
+        return audit_gro(fields)
+    if extension == ".psf":
+        if codes is not None:
+            _split_insertion_residues(fields, codes)
+        return audit_psf(fields)
+    if extension in (".prmtop", ".parm7"):
+        return audit_prmtop(top_path, fields)
+    return []
+
+
+def _split_insertion_residues(fields: dict, codes: np.ndarray) -> None:
+    """Keep a PSF's insertion codes and give residues 52 and 52A their own residue index.
+
+    mdtraj, reading the copy without codes, joins consecutive atoms of equal (id, name,
+    segment) into one residue; a change of insertion code starts a new one, as in a PDB.
+    """
+    parameters = fields["parameters"]
+    parameters["insertion_codes"] = codes.astype(str)
+    index = parameters["residue_indices"]
+    new = np.ones(index.size, dtype=bool)
+    new[1:] = (index[1:] != index[:-1]) | (codes[1:] != codes[:-1])
+    parameters["residue_indices"] = np.cumsum(new).astype(np.int64) - 1
 
 
 def open_molecular(
@@ -179,18 +273,32 @@ def open_molecular(
     stride: int = 1,
     chunk_frames: int | None = None,
 ) -> StreamedSystem:
-    """Open a PDB, or a trajectory with its ``topology`` file, as a stream of frame chunks."""
+    """Open a PDB, or a trajectory with its ``topology`` file, as a stream of frame chunks.
+
+    What mdtraj guessed, dropped or reinterpreted (elements, alternate locations, a placeholder
+    cell, a partial last DCD frame, its warnings) is repaired where the file says better
+    (`molecular_audit`) and listed in the stream's ``notes``. Raises InputError naming the file
+    for every malformed input, UsageError for a bad ``select``.
+    """
     path = check_input_file(path)
     top_path = Path(topology) if topology is not None else path
-    top = load_topology(top_path)
+    library_warnings: list[str] = []
+    top, codes = _load_topology(top_path, library_warnings)
     if topology is not None:
         n_frames_atoms = _count_trajectory_atoms(path)
         if n_frames_atoms is not None and n_frames_atoms != top.n_atoms:
             raise InputError(
                 f"{path}: {n_frames_atoms} particles, but topology {top_path} has {top.n_atoms}"
             )
+    fields = topology_fields(top)
+    mdtraj_species = fields["species"].copy()
+    notes = _audit_topology(top_path, top, fields, codes)
+    if topology is not None:  # ingest prefixes the trajectory's name; say which file it was
+        notes = [dataclasses.replace(n, detail=f"topology {top_path}: {n.detail}") for n in notes]
+    _sync_elements(top, mdtraj_species, fields["species"])
     indices = select_atoms(top, select, top_path)
-    fields = topology_fields(top if indices is None else top.subset(indices))
+    if indices is not None:
+        fields = _subset_fields(fields, indices)
     sources = [top_path, path] if topology is not None else [path]
     parameters = fields.pop("parameters")
     if topology is not None:
@@ -208,6 +316,11 @@ def open_molecular(
         **fields,
         **empty_frames(len(fields["names"])),
     )
+    cryst1 = None
+    if extension_of(path) in STANDALONE_EXTENSIONS:
+        from dynforecast.io.pdb_records import read_atom_columns
+
+        cryst1 = read_atom_columns(path).cryst1
     # A separate topology is passed parsed (mdtraj would parse the file again); a PDB is its own.
     chunks = _iter_chunks(
         path,
@@ -216,6 +329,7 @@ def open_molecular(
         stride,
         auto_chunk_frames(header.n_particles, chunk_frames),
         clock,
+        _NoteSink(notes, library_warnings, cryst1, top.n_atoms),
     )
     # Whether frames carry a unit cell must be known before the H5MD layout is made; mdtraj's
     # readers differ per format in where the cell is, so the first chunk (read next anyway) tells.
@@ -225,11 +339,86 @@ def open_molecular(
         has_velocities=False,
         chunks=itertools.chain([first], chunks),
         has_box=first.box is not None,
+        notes=notes,
     )
 
 
+def _sync_elements(topology, before: np.ndarray, species: np.ndarray) -> None:
+    """Give mdtraj's atoms the repaired elements, so ``--select "element K"`` sees them too.
+
+    Touches only the atoms whose element the audit changed (``before`` -> ``species``, [N]).
+    """
+    from mdtraj.core import element as elements
+
+    changed = np.flatnonzero(before != species).tolist()
+    if not changed:
+        return
+    atoms = list(topology.atoms)
+    for index in changed:
+        z = int(species[index])
+        atoms[index].element = elements.Element.getByAtomicNumber(z) if z else elements.virtual
+
+
+def _subset_fields(fields: dict, indices: np.ndarray) -> dict:
+    """`topology_fields` restricted to atoms ``indices`` (sorted), bonds renumbered."""
+    position = np.full(len(fields["names"]), -1, dtype=np.int64)
+    position[indices] = np.arange(indices.size)
+    bonds = position[fields["bonds"].astype(np.int64)].reshape(-1, 2)
+    bonds = bonds[(bonds >= 0).all(axis=1)].astype(np.int32)
+    names = np.asarray(fields["names"], dtype=object)[indices].tolist()
+    parameters = {key: value[indices] for key, value in fields["parameters"].items()}
+    _, residue_indices = np.unique(parameters["residue_indices"], return_inverse=True)
+    parameters["residue_indices"] = residue_indices.reshape(-1).astype(np.int64)
+    return {
+        "names": names,
+        "species": np.asarray(fields["species"])[indices],
+        "bonds": bonds,
+        "parameters": parameters,
+    }
+
+
+class _NoteSink:
+    """Where `_iter_chunks` leaves what it learns while reading: notes and mdtraj's warnings."""
+
+    def __init__(
+        self, notes: list[IngestNote], warnings: list[str], cryst1: str | None, n_atoms: int
+    ):
+        self.notes, self.warnings, self.cryst1, self.n_atoms = notes, warnings, cryst1, n_atoms
+
+    def finish(self, path: Path, frames_read: int) -> None:
+        """Notes for the warnings seen and for a partial last DCD frame mdtraj skipped."""
+        self.notes.extend(warning_notes(self.warnings, self.cryst1))
+        unread = unread_arrays(path)
+        if unread:
+            self.notes.append(
+                IngestNote(
+                    "unread_arrays",
+                    len(unread),
+                    f"the file's {' and '.join(unread)} were not ingested (mdtraj reads "
+                    f"positions, times and unit cells only)",
+                )
+            )
+        if extension_of(path) == ".dcd":
+            partial = dcd_partial_frame_bytes(path, self.n_atoms)
+            if partial:
+                self.notes.append(
+                    IngestNote(
+                        "dropped_partial_frame",
+                        1,
+                        f"the file ends {partial} bytes into a frame after its last whole frame "
+                        f"(a truncated write); that partial frame was dropped",
+                    )
+                )
+
+
 def _iter_chunks(
-    path: Path, top, indices: np.ndarray | None, stride: int, chunk: int, clock: DCDClock | None
+    path: Path,
+    top,
+    indices: np.ndarray | None,
+    stride: int,
+    chunk: int,
+    clock: DCDClock | None,
+    sink: _NoteSink,
 ):
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
 
@@ -242,10 +431,13 @@ def _iter_chunks(
     has_box: bool | None = None
     cells = model_cells(path) if extension_of(path) in STANDALONE_EXTENSIONS else None
     try:
-        frames = mdtraj.iterload(
-            str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
-        )
-        for piece in quiet_iter(iter(frames)):
+        with quiet_library(sink.warnings):
+            frames = iter(
+                mdtraj.iterload(
+                    str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+                )
+            )
+        for piece in quiet_iter(frames, sink.warnings):
             positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
             check_finite(path, positions, first_frame=emitted * stride)
             count = positions.shape[0]
@@ -260,10 +452,12 @@ def _iter_chunks(
                 box=chunk_boxes(path, boxes, step, has_box),
             )
             emitted += count
-    except _MDTRAJ_ERRORS as exc:
+    except _library_errors() as exc:
         raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
     if emitted == 0:
         raise InputError(f"{path}: no frames")
+    last = int(step[-1])
+    sink.finish(path, last + 1)
 
 
 def _frame_cells(

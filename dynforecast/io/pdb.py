@@ -1,16 +1,19 @@
 """PDB writing (reading is mdtraj's, in molecular.py) and per-MODEL unit cells.
 
-The topology is rebuilt from what `molecular.topology_fields` stored (atom names, residue names,
-ids and indices, chain ids, elements), so an ingested PDB comes back with its residues and chains.
-Systems without residue data (XYZ, skeletons) become one residue "UNK" in chain A with atom names
-from ``Trajectory.names`` (or element symbols). PDB stores Angstrom with three decimals: positions
-are converted from the recorded unit (unitless positions are written as if in Angstrom), so a
-PDB -> H5MD -> PDB -> H5MD round trip reproduces the positions to float32 precision. Bonds are kept
-as CONECT records where mdtraj writes them (bonds outside standard residue templates).
+The atoms' PDB columns are rebuilt from what `molecular.topology_fields` and `molecular_audit`
+stored (atom names, residue names, ids and indices, chain and segment ids, elements, insertion
+codes, alternate locations, HETATM flags), so an ingested PDB comes back with its residues,
+chains and insertion codes, and re-ingesting it gives the same residues and bonds. Systems
+without residue data (XYZ, skeletons) become one residue "UNK" in chain A with atom names from
+``Trajectory.names`` (or element symbols). PDB stores Angstrom with three decimals: positions are
+converted from the recorded unit (unitless positions are written as if in Angstrom), so a
+PDB -> H5MD -> PDB -> H5MD round trip reproduces the positions to float32 precision. Bonds
+outside standard residue templates are kept as CONECT records. The record text is
+`pdb_format`'s.
 
-Unit cells: mdtraj writes one CRYST1 (frame 0's) in the header and reads one per file, which would
-lose a changing (NPT) box. The writer therefore also puts each frame's CRYST1 inside its MODEL,
-where MDAnalysis reads a cell per frame, and `model_cells` reads them back for molecular.py. CRYST1
+Unit cells: mdtraj reads one CRYST1 per file, which would lose a changing (NPT) box. The writer
+therefore puts frame 0's CRYST1 in the header and each frame's CRYST1 inside its MODEL, where
+MDAnalysis reads a cell per frame, and `model_cells` reads them back for molecular.py. CRYST1
 holds lengths in Angstrom with three decimals and angles in degrees with two.
 """
 
@@ -22,21 +25,28 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast import __version__
 from dynforecast.console import log
 from dynforecast.errors import InputError, OutputError
 from dynforecast.io.atomic import atomic_output
-from dynforecast.io.quiet import stdout_to_stderr
+from dynforecast.io.elements import SYMBOLS
+from dynforecast.io.pdb_format import (
+    CRYST1_FORMAT,
+    AtomColumns,
+    atom_templates,
+    check_coordinates,
+    conect_records,
+    forecast_remark,
+    pdb_atom_names,
+)
 from dynforecast.io.trajectory import PERIODIC_AXES, Trajectory, periodic_axes
 from dynforecast.io.units import length_factor
 
 PDB_EXTENSIONS = (".pdb",)
 
-#: mdtraj's CRYST1 layout (lengths a b c in Angstrom, angles alpha beta gamma in degrees).
-CRYST1_FORMAT = "CRYST1%9.3f%9.3f%9.3f%7.2f%7.2f%7.2f P 1           1 \n"
 #: Column slices of CRYST1's six numbers (PDB format v3.3, columns 7-54).
 _CRYST1_COLUMNS = ((6, 15), (15, 24), (24, 33), (33, 40), (40, 47), (47, 54))
 _MODEL_OR_CRYST1 = re.compile(rb"^(?:MODEL|CRYST1).*$", re.MULTILINE)
-_MODEL_LINE = re.compile(r"^MODEL .*\n", re.MULTILINE)
 
 
 def _column(trajectory: Trajectory, key: str, default: np.ndarray) -> np.ndarray:
@@ -46,88 +56,133 @@ def _column(trajectory: Trajectory, key: str, default: np.ndarray) -> np.ndarray
     return default
 
 
-def build_topology(trajectory: Trajectory):  # -> mdtraj.Topology
-    """mdtraj Topology from the trajectory's names, species, bonds and residue parameters.
+def pdb_columns(trajectory: Trajectory) -> tuple[AtomColumns, int]:
+    """The PDB columns of ``trajectory``'s atoms (`pdb_format.AtomColumns`) and how many atom
+    names had to be shortened to 4 characters.
 
-    Building it is one Python pass over atoms (mdtraj's Topology is made of Python objects).
+    Residue data come from the parameters molecular.py stores (`_column` defaults otherwise:
+    one residue UNK in chain A); insertion codes, altlocs and HETATM flags where the source had
+    them (``insertion_codes``, ``altlocs``, ``hetero``).
     """
-    import mdtraj
-    from mdtraj.core import element as elements
-
     n = trajectory.n_particles
     zeros = np.zeros(n, dtype=np.int64)
-    residue_index = _column(trajectory, "residue_indices", zeros)
-    residue_names = _column(trajectory, "residue_names", np.full(n, "UNK"))
-    residue_ids = _column(trajectory, "residue_ids", residue_index + 1)
-    chain_ids = _column(trajectory, "chain_ids", np.full(n, "A"))
-    segment_ids = _column(trajectory, "segment_ids", np.full(n, ""))
-    names = trajectory.names or [
-        elements.Element.getByAtomicNumber(int(z)).symbol if z > 0 else "X"
-        for z in trajectory.species
-    ]
-
-    topology = mdtraj.Topology()
-    chains: dict[str, object] = {}
-    residues: dict[int, object] = {}
-    for i in range(n):
-        chain_id = str(chain_ids[i]) or "A"
-        if chain_id not in chains:
-            chains[chain_id] = topology.add_chain(chain_id=chain_id)
-        key = int(residue_index[i])
-        if key not in residues:
-            residues[key] = topology.add_residue(
-                str(residue_names[i]),
-                chains[chain_id],
-                resSeq=int(residue_ids[i]),
-                segment_id=str(segment_ids[i]),
-            )
-        species = int(trajectory.species[i])
-        element = elements.Element.getByAtomicNumber(species) if species > 0 else elements.virtual
-        topology.add_atom(str(names[i]), element, residues[key])
-    atoms = list(topology.atoms)
-    for first, second in trajectory.bonds.tolist():
-        topology.add_bond(atoms[first], atoms[second])
-    return topology
+    residue_index = _column(trajectory, "residue_indices", zeros).astype(np.int64)
+    species = np.asarray(trajectory.species, dtype=np.int64)
+    symbols = np.array(SYMBOLS, dtype="<U2")[np.where((species > 0) & (species < 119), species, 0)]
+    names = (
+        np.asarray(trajectory.names, dtype=str)
+        if trajectory.names
+        else np.where(symbols == "", "X", symbols)
+    )
+    short_names, renamed = pdb_atom_names(names, residue_index)
+    chain_ids = np.char.strip(_column(trajectory, "chain_ids", np.full(n, "A")).astype(str))
+    chain_ids = np.where(chain_ids == "", "A", np.asarray([c[:1] for c in chain_ids.tolist()]))
+    columns = AtomColumns(
+        hetero=_column(trajectory, "hetero", np.zeros(n, dtype=np.int8)).astype(bool),
+        names=short_names,
+        altlocs=_clip(_column(trajectory, "altlocs", np.full(n, "")), 1),
+        residue_names=_clip(_column(trajectory, "residue_names", np.full(n, "UNK")), 4),
+        chain_ids=chain_ids.astype("<U1"),
+        residue_ids=_column(trajectory, "residue_ids", residue_index + 1).astype(np.int64),
+        insertion_codes=_clip(_column(trajectory, "insertion_codes", np.full(n, "")), 1),
+        segment_ids=_clip(_column(trajectory, "segment_ids", np.full(n, "")), 4),
+        elements=symbols,
+        residue_indices=residue_index,
+    )
+    return columns, renamed
 
 
-def write_pdb(trajectory: Trajectory, path: str | Path, *, overwrite: bool = False) -> None:
-    """Write ``trajectory`` as a PDB (one MODEL per frame), atomically."""
-    import mdtraj
+def _clip(values: np.ndarray, width: int) -> np.ndarray:
+    return np.asarray(values).astype(str).astype(f"<U{width}")
 
+
+def write_pdb(
+    trajectory: Trajectory,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    is_forecast: np.ndarray | None = None,
+    bfactors: np.ndarray | None = None,
+) -> None:
+    """Write ``trajectory`` as a PDB, atomically: MODELs numbered from 1 (when more than one
+    frame or any forecast), CRYST1 in the header and in every MODEL, HETATM, insertion codes and
+    alternate locations as ingested, CONECT for bonds outside standard residues, and a REMARK
+    naming the forecast MODELs (``is_forecast`` [F], 1 = predicted). ``bfactors`` [F, N] fill
+    the B-factor column (an ensemble's spread; PDB's field holds -9.99..99.99, callers clip).
+
+    Names longer than 4 characters get unique 4-character names (`pdb_atom_names`), with a note
+    on stderr; the full names stay in the H5MD file. Raises OutputError for an existing ``path``
+    (without ``overwrite``) or coordinates beyond PDB's columns.
+    """
     trajectory.validate()
     if trajectory.n_particles == 0:
         raise OutputError(f"{path}: nothing to write (no particles)")
-    to_nm = length_factor(trajectory.length_unit, "nm") or 0.1
-    frames = mdtraj.Trajectory(
-        xyz=trajectory.positions.astype(np.float64) * to_nm, topology=build_topology(trajectory)
+    to_angstrom = length_factor(trajectory.length_unit, "Angstrom") or 1.0
+    positions = trajectory.positions.astype(np.float64) * to_angstrom
+    check_coordinates(positions, path)
+    columns, renamed = pdb_columns(trajectory)
+    if trajectory.box is not None and not all(periodic_axes(trajectory.parameters, True)):
+        log(
+            f"warning: {path}: the box is periodic along some axes only "
+            f"({trajectory.parameters[PERIODIC_AXES]}); PDB's CRYST1 cannot say so"
+        )
+    cells = (
+        _cells(trajectory.box.astype(np.float64) * to_angstrom)
+        if trajectory.box is not None
+        else None
     )
-    if trajectory.box is not None:
-        frames.unitcell_vectors = trajectory.box.astype(np.float64) * to_nm  # header CRYST1
-        if not all(periodic_axes(trajectory.parameters, True)):
-            log(
-                f"warning: {path}: the box is periodic along some axes only "
-                f"({trajectory.parameters[PERIODIC_AXES]}); PDB's CRYST1 cannot say so"
-            )
-    with atomic_output(path, overwrite=overwrite) as scratch, stdout_to_stderr():
-        frames.save_pdb(str(scratch))
-        if trajectory.box is not None:
-            _add_model_cells(Path(scratch), trajectory.box.astype(np.float64) * to_nm * 10)
+    if bfactors is not None and np.shape(bfactors) != trajectory.positions.shape[:2]:
+        raise ValueError(
+            f"expected bfactors of shape {trajectory.positions.shape[:2]} (got {np.shape(bfactors)})"
+        )
+    lines, serials = atom_templates(columns, with_bfactors=bfactors is not None)
+    template = "".join(lines)
+    with_models = trajectory.n_frames > 1 or is_forecast is not None
+    with atomic_output(path, overwrite=overwrite) as scratch:
+        with open(scratch, "w", encoding="ascii", errors="replace") as out:
+            out.write(f"REMARK   1 CREATED WITH DYNFORECAST {__version__}\n")
+            out.write(forecast_remark(is_forecast))
+            if cells is not None:
+                out.write(cells[0])
+            for frame in range(trajectory.n_frames):
+                if with_models:
+                    out.write(f"MODEL     {frame + 1:4d}\n")
+                    if cells is not None:
+                        out.write(cells[frame])
+                values = positions[frame]
+                if bfactors is not None:
+                    values = np.concatenate([values, bfactors[frame][:, None]], axis=1)
+                out.write(template % tuple(values.ravel().tolist()))
+                if with_models:
+                    out.write("ENDMDL\n")
+            out.write(conect_records(columns, trajectory.bonds.astype(np.int64), serials))
+            out.write("END\n")
+    if renamed:
+        log(
+            f"{path}: note: {renamed} names longer than 4 characters were written as unique "
+            f"4-character PDB names ({_renames(trajectory, columns)}); the full names stay in the "
+            f"H5MD file"
+        )
 
 
-def _add_model_cells(path: Path, box_angstrom: np.ndarray) -> None:
-    """Insert frame k's CRYST1 after the k-th MODEL record of the PDB mdtraj wrote at ``path``.
+def _renames(trajectory: Trajectory, columns: AtomColumns, limit: int = 4) -> str:
+    pairs = [
+        f"{full} -> {short}"
+        for full, short in zip(trajectory.names, columns.names.tolist(), strict=True)
+        if full != short
+    ]
+    return ", ".join(pairs[:limit]) + (", ..." if len(pairs) > limit else "")
 
-    All records are formatted by one C-level string format; the insertion is one regex pass.
-    """
+
+def _cells(box_angstrom: np.ndarray) -> list[str]:
+    """CRYST1 records of cells [F, 3, 3] (Angstrom): one C-level format over all frames."""
     from mdtraj.utils import box_vectors_to_lengths_and_angles
 
     cell = box_vectors_to_lengths_and_angles(
         box_angstrom[:, 0], box_angstrom[:, 1], box_angstrom[:, 2]
     )
     values = np.stack(cell, axis=1)  # [F, 6]: a, b, c, alpha, beta, gamma
-    records = iter((CRYST1_FORMAT * len(values) % tuple(values.ravel().tolist())).splitlines(True))
-    text = path.read_text()
-    path.write_text(_MODEL_LINE.sub(lambda model: model.group(0) + next(records), text))
+    return (CRYST1_FORMAT * len(values) % tuple(values.ravel().tolist())).splitlines(True)
 
 
 def model_cells(path: str | Path) -> np.ndarray | None:

@@ -14,6 +14,7 @@ from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.molecular import (
     STANDALONE_EXTENSIONS,
     TOPOLOGY_EXTENSIONS,
+    TOPOLOGY_ONLY_EXTENSIONS,
     TRAJECTORY_EXTENSIONS,
     open_molecular,
 )
@@ -73,6 +74,11 @@ def input_kind(
             check_syntax(select, reader=kind.upper(), has_elements=kind == "xyz")
     elif extension in TRAJECTORY_EXTENSIONS:
         raise InputError(f"{path}: a {extension} trajectory needs --topology")
+    elif extension in TOPOLOGY_ONLY_EXTENSIONS:
+        raise InputError(
+            f"{path}: a {extension} file is a topology (no frames); give a trajectory with it: "
+            f"ingest TRAJECTORY --topology {path}"
+        )
     else:
         raise InputError(
             f"{path}: unknown extension {extension or '(none)'!r} "

@@ -77,6 +77,9 @@ def create_model(name: str, **hyperparameters: Any) -> ForecastModel:
             f"expected hyperparameters of {name!r} among {accepted} (got unknown {unknown})"
         )
     hints = typing.get_type_hints(cls.__init__)
+    hyperparameters = {
+        key: _none_literal(value, hints.get(key, Any)) for key, value in hyperparameters.items()
+    }
     for key, value in hyperparameters.items():
         check_hyperparameter(key, value, hints.get(key, Any))
     bound = signature.bind_partial(None, **hyperparameters)
@@ -85,6 +88,17 @@ def create_model(name: str, **hyperparameters: Any) -> ForecastModel:
     model = cls(**resolved)
     model.config = {"name": name, **resolved}
     return model
+
+
+def _none_literal(value: Any, annotation: Any) -> Any:
+    """The string "none" (TOML and --set have no null) as None where the annotation allows None
+    and is not itself a plain string (EGNN's ``species="none"`` stays a string)."""
+    if not (isinstance(value, str) and value.lower() == "none"):
+        return value
+    options = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in options:
+        return None
+    return value
 
 
 def check_hyperparameter(key: str, value: Any, annotation: Any) -> None:

@@ -42,6 +42,8 @@ DTYPES = ("float32", "float64")
 GRAPH_KINDS = ("auto", "bonds", "radius", "all_pairs")
 SPLIT_MODES = ("auto", *DATA_SPLIT_MODES)
 _DATA_SECTIONS = ("window", "graph", "split", "systems")
+#: The key of a run directory's config.json (and of checkpoints) holding the resolved configuration.
+RUN_CONFIG_KEY = "train_config"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,15 @@ class DataSection:
 class OptimSection:
     """Adam with coupled weight decay, optional schedule, gradient clipping, early stopping.
 
-    clip: maximum global gradient norm (None = off). early_stopping_patience: epochs without a
-    better validation MSE before stopping (None = never). amp: bfloat16 autocast, CUDA only.
+    clip: maximum global gradient norm (None = off). early_stopping_patience: validations without
+    a better validation MSE before stopping (None = never). amp: bfloat16 autocast, CUDA only.
     compile: train through ``torch.compile`` (fused kernels: SAKE's forward + backward on 31-joint
     skeletons ran 1.46x faster on the CPU), paid for by tens of seconds of compilation in the
     first batches and once more for the smaller last batch; worth it for long runs only.
+    val_every: validate every N epochs (and after the last one); best.pt and early stopping count
+    validations, so the patience is in validations. ema_decay: keep an exponential moving average
+    of the weights with this decay per optimiser step (None = off; `dynforecast.train.ema`); the
+    average is what is validated and what best.pt holds.
     """
 
     lr: float = 5e-4
@@ -116,6 +122,8 @@ class OptimSection:
     early_stopping_patience: int | None = 10
     amp: bool = False
     compile: bool = False
+    val_every: int = 1
+    ema_decay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,12 +146,19 @@ class TrainConfig:
             "optim.batch_size": self.optim.batch_size,
             "data.window.spacing": self.data.window.spacing,
             "data.window.past_frames": self.data.window.past_frames,
+            "optim.val_every": self.optim.val_every,
         }
         for key, value in positive.items():
             if value is not None and value <= 0:
                 raise UsageError(
                     f"configuration key {key!r}: expected a positive value (got {value})"
                 )
+        decay = self.optim.ema_decay
+        if decay is not None and not 0.0 < decay < 1.0:
+            raise UsageError(
+                f"configuration key 'optim.ema_decay': expected a number between 0 and 1, "
+                f"exclusive, or none (got {decay})"
+            )
         fractions = self.data.split.fractions
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise UsageError(
@@ -281,6 +296,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             loaded = json.loads(path.read_text())
             if not isinstance(loaded, dict):
                 raise InputError(f"{path}: expected a JSON object at the top level")
+            # A run directory's config.json: its resolved configuration is the part to reuse.
+            if isinstance(loaded.get(RUN_CONFIG_KEY), dict) and "data_checksum" in loaded:
+                return loaded[RUN_CONFIG_KEY]
             return loaded
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid {suffix[1:].upper()} file: {exc}") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from dynforecast.train.distributed import (
     shard,
     wrap_model,
 )
+from dynforecast.train.ema import WeightAverage
 from dynforecast.train.metrics import (
     BatchSource,
     evaluate_errors,
@@ -47,6 +49,8 @@ from dynforecast.train.progress import EpochProgress
 from dynforecast.train.signals import StopFlag, catch_stop_signals
 
 BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.csv"
+#: Checkpoint key of the raw training weights when model_state holds their moving average.
+TRAINING_STATE = "training_model_state"
 
 #: Called after every epoch with (epoch, metrics row); tests use it to send signals.
 EpochHook = Callable[[int, dict[str, Any]], None]
@@ -133,13 +137,19 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, optim)
     state = FitState()
+    average = WeightAverage(model, optim.ema_decay) if optim.ema_decay is not None else None
     if resume is not None:
-        model.load_state_dict(resume["model_state"])
+        # With an EMA, model_state is the average and training_model_state the raw weights.
+        model.load_state_dict(resume.get(TRAINING_STATE) or resume["model_state"])
+        if average is not None:
+            average.load(resume["model_state"], int(resume.get("ema_updates", 0)))
         optimizer.load_state_dict(resume["optimizer_state"])
         if scheduler is not None and resume["scheduler_state"] is not None:
             scheduler.load_state_dict(resume["scheduler_state"])
         restore_rng(resume["rng"])
         state = FitState.from_checkpoint(resume)
+        state.finished = _still_finished(state, optim)
+        extend_schedule(scheduler, optim, state.epoch)
     network = wrap_model(model, device, context)
     if optim.compile:
         # Checkpoints keep saving ``model``: the compiled wrapper's state_dict has other key names.
@@ -150,7 +160,7 @@ def fit(
     def checkpoint(path: Path) -> None:
         if context.is_main:
             save_checkpoint(
-                _checkpoint_dict(model, optimizer, scheduler, state, metadata or {}), path
+                _checkpoint_dict(model, optimizer, scheduler, state, metadata or {}, average), path
             )
 
     train_ids = np.asarray(splits["train"], dtype=np.int64)
@@ -178,6 +188,8 @@ def fit(
                 if optim.clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
                 optimizer.step()
+                if average is not None:
+                    average.update()
                 running += torch.stack([sse.detach(), count]).double()
                 state.batch_in_epoch = index + 1
                 progress.advance()
@@ -192,35 +204,41 @@ def fit(
                     f"{run_dir}: training diverged (loss {train_mse}) in epoch {epoch}; "
                     "lower optim.lr or set optim.clip"
                 )
-            val_mse = evaluate_errors(
-                {"model": model},
-                dataset,
-                val_ids,
-                n_systems,
-                batch_size=optim.batch_size,
-                device=device,
-                dtype=dtype,
-                context=context,
-            )["model"].mse
+            validated = validation_due(epoch, optim)
+            val_mse: float | None = None
+            if validated:
+                with average.swapped_in() if average is not None else nullcontext():
+                    val_mse = evaluate_errors(
+                        {"model": model},
+                        dataset,
+                        val_ids,
+                        n_systems,
+                        batch_size=optim.batch_size,
+                        device=device,
+                        dtype=dtype,
+                        context=context,
+                    )["model"].mse
             lr = optimizer.param_groups[0]["lr"]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(val_mse)
+                if val_mse is not None:
+                    scheduler.step(val_mse)
             elif scheduler is not None:
                 scheduler.step()
-            improved = val_mse < state.best_val
+            improved = val_mse is not None and val_mse < state.best_val
             row = {
                 "epoch": epoch,
                 "train_mse": train_mse,
                 "val_mse": val_mse,
                 "lr": lr,
                 "seconds": round(time.perf_counter() - started, 3),
+                "validated": validated,
             }
             state.history.append(row)
             state.epoch, state.batch_in_epoch, state.partial_sums = epoch, 0, [0.0, 0.0]
             if improved:
                 state.best_val, state.best_epoch, state.bad_epochs = val_mse, epoch, 0
-            else:
-                state.bad_epochs += 1
+            elif validated:
+                state.bad_epochs += 1  # early stopping counts validations, not epochs
             patience = optim.early_stopping_patience
             stopped_early = patience is not None and state.bad_epochs >= patience
             state.finished = stopped_early or epoch >= optim.epochs
@@ -229,11 +247,17 @@ def fit(
             checkpoint(run_dir / LAST)
             if context.is_main:
                 write_metrics_csv(state.history, run_dir / METRICS)
+            validations = "validation" if patience == 1 else "validations"
             progress.log(
                 f"epoch {epoch}/{optim.epochs} train_mse {format_mse(train_mse)} "
-                f"val_mse {format_mse(val_mse)} lr {lr:.3g} {row['seconds']:.1f}s"
+                f"val_mse {'-' if val_mse is None else format_mse(val_mse)} lr {lr:.3g} "
+                f"{row['seconds']:.1f}s"
                 + (" *" if improved else "")
-                + (f" (early stop: {patience} epochs without improvement)" if stopped_early else "")
+                + (
+                    f" (early stop: {patience} {validations} without improvement)"
+                    if stopped_early
+                    else ""
+                )
             )
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
@@ -248,6 +272,42 @@ def fit(
     )
 
 
+def validation_due(epoch: int, optim: OptimSection) -> bool:
+    """Whether epoch ``epoch`` (1-based) ends with a validation: every ``val_every``-th and the last."""
+    return epoch % optim.val_every == 0 or epoch >= optim.epochs
+
+
+def _still_finished(state: FitState, optim: OptimSection) -> bool:
+    """Whether a resumed run has nothing left to do under the (possibly larger) epoch budget.
+
+    A run that ended because it reached its epochs continues when ``optim.epochs`` grew; one that
+    stopped early stays stopped unless ``optim.early_stopping_patience`` grew past its count.
+    """
+    patience = optim.early_stopping_patience
+    return state.epoch >= optim.epochs or (patience is not None and state.bad_epochs >= patience)
+
+
+def extend_schedule(scheduler: Any, optim: OptimSection, epochs_done: int) -> None:
+    """Stretch a cosine schedule restored from a checkpoint to a grown ``optim.epochs``.
+
+    The restored scheduler still has the old ``T_max``; the learning rate is set to the cosine's
+    closed form ``lr0 (1 + cos(pi e / T)) / 2`` at the epochs done with the new T, from which
+    torch's recursive update continues the new curve (SGDR-like restart when the old one hit 0).
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return
+    if scheduler.T_max == optim.epochs:
+        return
+    scheduler.T_max = optim.epochs
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        lr = (
+            scheduler.eta_min
+            + (base - scheduler.eta_min) * (1 + math.cos(math.pi * epochs_done / optim.epochs)) / 2
+        )
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 def _stop_requested(stop: StopFlag, device: torch.device, context: DistContext) -> bool:
     return any_rank(stop.requested, device, context)
 
@@ -256,7 +316,8 @@ def _interrupted(stop: StopFlag, run_dir: Path, epoch: int, done: int, total: in
     where = f"in epoch {epoch} after batch {done} of {total}" if total else f"after epoch {epoch}"
     return Interrupted(
         f"{run_dir}: stopped by {stop.signal_name or 'a stop signal'} {where}; "
-        f"checkpoint {run_dir / LAST} written, run the same command again to resume"
+        f"checkpoint {run_dir / LAST} written",
+        exit_code=130 if stop.signal_name == "SIGINT" else Interrupted.exit_code,
     )
 
 
@@ -266,11 +327,21 @@ def _checkpoint_dict(
     scheduler: Any,
     state: FitState,
     metadata: dict[str, Any],
+    average: WeightAverage | None = None,
 ) -> dict[str, Any]:
+    raw = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights: dict[str, Any] = {"model_state": raw}
+    if average is not None:
+        # model_state is what evaluate/predict load: the average (integer buffers as trained).
+        weights = {
+            "model_state": {**raw, **average.state_dict()},
+            TRAINING_STATE: raw,
+            "ema_updates": average.updates,
+        }
     return {
         "format": FORMAT,
         "model_config": dict(model.config),
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **weights,
         "optimizer_state": optimizer.state_dict(),
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         "epoch": state.epoch,

@@ -3,21 +3,30 @@
 A run directory holds:
 
     config.json   the resolved configuration, seed, versions, data file and its SHA-256,
-                  data signature (written once, before the first epoch)
-    metrics.csv   one row per epoch: epoch, train_mse, val_mse, lr, seconds
+                  data signature, the baselines' validation MSE (written once, before the
+                  first epoch); `--config` accepts it as it is
+    metrics.csv   one row per epoch: epoch, train_mse, val_mse (empty when the epoch ended
+                  without validation), lr, seconds, validated
     best.pt       the checkpoint with the lowest validation MSE so far
     last.pt       the latest checkpoint (end of an epoch, or the step a stop signal arrived)
+    .lock         held by the live training (`dynforecast.train.lock`)
 
-Running the same command again resumes from last.pt: the same epoch, batch, optimiser, scheduler
-and RNG states. Resuming refuses a different configuration (only ``optim.epochs`` may grow, and
-``device`` may change) and a data file with a different checksum.
+Without ``--out`` the run directory is ``runs/<model>-<digest>``, the digest of the data file's
+checksum and the resolved configuration except the keys a resume may change, so running the same
+command again finds the same directory. Running it again resumes from last.pt: the same epoch,
+batch, optimiser, scheduler and RNG states; a larger ``optim.epochs`` continues a finished run.
+Resuming refuses another model, a different configuration (only the `RESUMABLE_CHANGES` may
+differ) and a data file with a different checksum; a stop message names the exact command.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +36,22 @@ import torch
 
 from dynforecast import console
 from dynforecast.data.loading import load_systems
-from dynforecast.errors import CompatibilityError, UsageError
+from dynforecast.errors import CompatibilityError, Interrupted, OutputError, UsageError
 from dynforecast.io.atomic import atomic_output
 from dynforecast.io.checksum import file_checksum
 from dynforecast.train import setup
 from dynforecast.train.checkpoint import load_checkpoint, versions
 from dynforecast.train.config import TrainConfig, config_from_dict
-from dynforecast.train.distributed import barrier, init_from_env, local_device
+from dynforecast.train.distributed import any_rank, barrier, init_from_env, local_device
+from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
-RESUMABLE_CHANGES = ("optim.epochs", "device", "optim.compile")
+RESUMABLE_CHANGES = ("optim.epochs", "optim.early_stopping_patience", "device", "optim.compile")
+#: config.json key of the baselines' validation MSE (`dynforecast report` draws them).
+BASELINES_KEY = "baselines_val_mse"
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ class TrainSummary:
             f"{self.run_dir}: {self.model}, {self.epochs_completed} "
             f"epoch{'' if self.epochs_completed == 1 else 's'}, best val MSE "
             f"{self.best_val_mse:.6g} [{self.unit}] at epoch {self.best_epoch} "
-            f"(baselines: {baselines}); {self.seconds:.1f} s"
+            f"(baselines on val: {baselines}); {self.seconds:.1f} s"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,9 +95,39 @@ class TrainSummary:
         }
 
 
-def default_run_dir(model: str) -> Path:
-    """runs/<model>-<YYYYmmdd-HHMMSS> in the working directory."""
-    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(config: TrainConfig, data_checksum: str) -> Path:
+    """runs/<model>-<digest> in the working directory, the same for the same data and configuration.
+
+    The digest (12 hex digits of SHA-256) covers the data file's checksum and every resolved key
+    except `RESUMABLE_CHANGES`, so that a rerun with a larger ``--epochs`` or another device
+    continues the run, and any other change starts a new one.
+    """
+    flat = {k: v for k, v in _flatten(config.to_dict()).items() if k not in RESUMABLE_CHANGES}
+    text = json.dumps({"data": data_checksum, "config": flat}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Path("runs") / f"{config.model.name}-{digest}"
+
+
+def resume_command(argv: Sequence[str], run_dir: Path) -> str:
+    """The shell command that resumes: ``dynforecast`` + ``argv`` with ``--out run_dir``.
+
+    ``argv`` is the command line after the program name (``["train", "data.h5", ...]``); an
+    existing ``--out X`` / ``--out=X`` is replaced, else ``--out run_dir`` is added.
+    """
+    words = list(argv)
+    out: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == "--out":
+            skip = True
+            continue
+        if word.startswith("--out="):
+            continue
+        out.append(word)
+    return shlex.join(["dynforecast", *out, "--out", str(run_dir)])
 
 
 def seed_everything(seed: int) -> None:
@@ -101,8 +143,15 @@ def train(
     run_dir: Path | None = None,
     *,
     on_epoch_end: EpochHook | None = None,
+    command: Sequence[str] | None = None,
 ) -> TrainSummary:
-    """Train (or resume) a run; see the module docstring for what the run directory holds."""
+    """Train (or resume) a run; see the module docstring for what the run directory holds.
+
+    ``command`` (the CLI's argv after the program name) makes a stop message name the exact
+    resume command. Raises OutputError if a live process holds the run directory, UsageError for
+    another model or configuration in it, CompatibilityError for other data, `Interrupted` on a
+    stop signal or Ctrl-C (after writing last.pt).
+    """
     started = time.perf_counter()
     device = setup.resolve_device(config.device)
     context = init_from_env(device)
@@ -121,25 +170,91 @@ def train(
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
     resolved = setup.with_model_config(resolved, model)
-    run_dir = run_dir or default_run_dir(resolved.model.name)
     checksum = file_checksum(data_path)
+    run_dir = run_dir or default_run_dir(resolved, checksum)
+    given = config.to_dict()
+    lock = RunLock(run_dir, enabled=context.is_main)
+    refused: OutputError | None = None
+    try:
+        lock.__enter__()
+    except OutputError as exc:
+        refused = exc
+    if any_rank(refused is not None, device, context):  # every rank stops, none waits
+        raise refused or OutputError(f"{run_dir}: in use by another training (seen by rank 0)")
+    try:
+        return _train_locked(
+            run_dir, resolved, systems, dataset, splits, model, context, device,
+            data_path, checksum, started, on_epoch_end, given,
+        )  # fmt: skip
+    except Interrupted as stop:
+        if command is None:
+            raise
+        raise Interrupted(
+            f"{stop}; resume with: {resume_command(command, run_dir)}", stop.exit_code
+        ) from None
+    finally:
+        lock.__exit__(None, None, None)
 
+
+def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
+    """The configuration `train` would run with on ``data``: every "auto" resolved and every
+    model hyperparameter filled in (what ``train --print-config`` prints)."""
+    data_path, builtin = setup.data_path_or_builtin(data)
+    systems = load_systems(data_path, config.data.systems)
+    resolved = setup.resolve_config(config, systems, builtin=builtin)
+    seed_everything(resolved.seed)
+    return setup.with_model_config(resolved, setup.build_model(resolved))
+
+
+def _train_locked(
+    run_dir: Path,
+    resolved: TrainConfig,
+    systems: Sequence[Any],
+    dataset: Any,
+    splits: dict[str, np.ndarray],
+    model: Any,
+    context: Any,
+    device: torch.device,
+    data_path: Path,
+    checksum: str,
+    started: float,
+    on_epoch_end: EpochHook | None,
+    given: dict[str, Any],
+) -> TrainSummary:
+    """The part of `train` that runs while the run directory's lock is held."""
     resume = None
     if (run_dir / LAST).is_file():
         resume = load_checkpoint(run_dir / LAST)
         _check_resumable(resume, resolved, checksum, run_dir, data_path)
         if context.is_main:
             console.log(
-                f"resuming {run_dir / LAST}: {resume['epoch']} epochs done"
+                f"resuming {run_dir / LAST}: {_count(resume['epoch'], 'epoch')} done"
                 + (
-                    f", {resume['batch_in_epoch']} batches into the next"
+                    f", {_count(resume['batch_in_epoch'], 'batch')} into the next"
                     if resume["batch_in_epoch"]
                     else ""
                 )
+                + _nothing_left(resume, resolved)
             )
+    elif context.is_main:
+        console.log(f"run directory {run_dir}")
     signature = setup.data_signature(
         systems, dataset, velocities_used=setup.uses_velocities(model, dataset, splits["train"])
     )
+    dtype = getattr(torch, resolved.dtype)
+    baselines = evaluate_errors(
+        setup.baseline_models(dataset),
+        dataset,
+        splits["val"],
+        len(systems),
+        batch_size=resolved.optim.batch_size,
+        device=device,
+        dtype=dtype,
+        context=context,
+    )
+    baselines_mse = {
+        name: baselines[name].mse if name in baselines else None for name in setup.BASELINES
+    }
     metadata = {
         "train_config": resolved.to_dict(),
         "data_signature": signature.to_dict(),
@@ -150,7 +265,15 @@ def train(
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
-            _write_json(run_dir / CONFIG_FILE, {**metadata, "seed": resolved.seed})
+            _write_json(
+                run_dir / CONFIG_FILE,
+                {
+                    **metadata,
+                    "seed": resolved.seed,
+                    BASELINES_KEY: baselines_mse,
+                    "given_config": given,
+                },
+            )
     barrier(context)
     result = fit(
         model,
@@ -165,26 +288,13 @@ def train(
         context=context,
         on_epoch_end=on_epoch_end,
     )
-    dtype = getattr(torch, resolved.dtype)
-    baselines = evaluate_errors(
-        setup.baseline_models(dataset),
-        dataset,
-        splits["val"],
-        len(systems),
-        batch_size=resolved.optim.batch_size,
-        device=device,
-        dtype=dtype,
-        context=context,
-    )
     return TrainSummary(
         run_dir=run_dir,
         model=resolved.model.name,
         epochs_completed=result.epochs_completed,
         best_epoch=result.best_epoch,
         best_val_mse=result.best_val_mse,
-        baselines_val_mse={
-            name: baselines[name].mse if name in baselines else None for name in setup.BASELINES
-        },
+        baselines_val_mse=baselines_mse,
         unit=setup.squared_unit(signature.length_unit),
         resumed_from_epoch=int(resume["epoch"]) if resume is not None else None,
         seconds=time.perf_counter() - started,
@@ -194,7 +304,13 @@ def train(
 def _check_resumable(
     checkpoint: dict[str, Any], config: TrainConfig, checksum: str, run_dir: Path, data: Path
 ) -> None:
-    saved = _flatten(config_from_dict(checkpoint["train_config"]).to_dict())
+    saved_config = config_from_dict(checkpoint["train_config"])
+    if saved_config.model.name != config.model.name:
+        raise UsageError(
+            f"{run_dir}: holds a run of model {saved_config.model.name!r}, not "
+            f"{config.model.name!r}; give another --out for a new {config.model.name} run"
+        )
+    saved = _flatten(saved_config.to_dict())
     wanted = _flatten(config.to_dict())
     differing = sorted(
         key
@@ -212,6 +328,26 @@ def _check_resumable(
             f"{data}: differs from the data file the run in {run_dir} was trained on "
             f"({checkpoint['data_path']}, checksum {checkpoint['data_checksum'][:12]}...)"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """ "1 epoch", "2 epochs", "1 batch", "3 batches"."""
+    plural = {"batch": "batches"}.get(noun, noun + "s")
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def _nothing_left(checkpoint: dict[str, Any], config: TrainConfig) -> str:
+    """The note a resume adds when the run has nothing left to train."""
+    done, planned = int(checkpoint["epoch"]), config.optim.epochs
+    patience = config.optim.early_stopping_patience
+    if done >= planned:
+        return f"; nothing to train (give --epochs above {done} to continue)"
+    if patience is not None and int(checkpoint["bad_epochs"]) >= patience:
+        return (
+            f"; nothing to train: it stopped early after {_count(patience, 'validation')} "
+            "without improvement (raise optim.early_stopping_patience to continue)"
+        )
+    return ""
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

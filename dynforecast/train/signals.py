@@ -1,9 +1,12 @@
-"""Stop requests from the batch system: SIGTERM and SIGUSR1 become a flag the loop polls.
+"""Stop requests from the batch system or the user: SIGTERM, SIGUSR1 and Ctrl-C become a flag the
+loop polls.
 
 SLURM sends SIGTERM before it kills a job and, with ``--signal=USR1@<seconds>``, SIGUSR1 as an
 early warning. Raising inside a signal handler could tear an optimiser step in half, so the
 handler only records the request; the training loop checks it after every optimiser step, writes
 a checkpoint and raises `dynforecast.errors.Interrupted` (exit 75), and a requeued job resumes.
+Ctrl-C (SIGINT) is handled the same way (exit 130); a second Ctrl-C before the step ends raises
+KeyboardInterrupt at once, for a user who does not want to wait.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopFlag:
@@ -31,12 +34,15 @@ class StopFlag:
         self.signal_name = signal_name
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.request(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.signal_name == "SIGINT":
+            raise KeyboardInterrupt
+        self.request(name)
 
 
 @contextmanager
 def catch_stop_signals() -> Iterator[StopFlag]:
-    """Install handlers for SIGTERM/SIGUSR1 for the duration of the block, then restore the old ones.
+    """Install handlers for SIGTERM/SIGUSR1/SIGINT for the duration of the block, then restore the old ones.
 
     Outside the main thread Python cannot install handlers; the flag then only reacts to
     `StopFlag.request`.

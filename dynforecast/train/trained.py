@@ -43,8 +43,28 @@ class TrainedModel:
         return self
 
 
+def checkpoint_path(path: Path) -> Path:
+    """``path`` itself for a checkpoint file; a run directory's best.pt for a directory.
+
+    InputError if a run directory has no best.pt yet (then naming its last.pt if there is one).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    best = path / "best.pt"
+    if best.is_file():
+        return best
+    last = path / "last.pt"
+    if last.is_file():
+        raise InputError(
+            f"{path}: run directory has no best.pt yet (no validation finished); give {last}"
+        )
+    raise InputError(f"{path}: not a run directory (no best.pt or last.pt in it)")
+
+
 def load_trained(path: Path) -> TrainedModel:
-    """Rebuild the model of a checkpoint (best.pt or last.pt) with its weights."""
+    """Rebuild the model of a checkpoint (best.pt or last.pt, or a run directory's best.pt)."""
+    path = checkpoint_path(path)
     state = load_checkpoint(path)
     try:
         model = model_from_config(state["model_config"])

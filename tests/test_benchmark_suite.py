@@ -1,0 +1,108 @@
+"""The benchmark tables' machinery: cell planning, Markdown aggregation, data preparation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import md17_xtb, suite
+from benchmarks.run import plan
+from benchmarks.tables import BEGIN, END, replace_block, table_markdown
+from dynforecast.io.bvh import format_bvh, read_bvh
+from dynforecast.io.bvh_synthetic import random_motion, random_skeleton
+
+
+def _record(model, seed, mse, baselines=None, split="md17_reference"):
+    return {
+        "table": "md17",
+        "dataset": "md17-ethanol",
+        "split": split,
+        "model": model,
+        "seed": seed,
+        "epochs": 5,
+        "test_mse": mse,
+        "baselines": baselines or {"stay": 0.004, "constant_velocity": 0.002},
+        "seconds": 10.0,
+        "machine": {"cpu": "x", "cores": 2, "torch": "2"},
+    }
+
+
+def test_table_rows_mean_sd_and_unit_scale():
+    records = [_record("estag", 0, 1e-4), _record("estag", 1, 3e-4), _record("egnn", 0, 5e-4)]
+    lines = table_markdown("md17", records).splitlines()
+    estag = next(line for line in lines if "| estag |" in line)
+    # x10^-3 Angstrom^2: mean 0.2, sample sd 0.1414
+    assert estag.split("|")[4].strip() == "0.2"
+    assert estag.split("|")[5].strip() == "0.1414"
+    assert estag.split("|")[6].strip() == "0,1"
+    egnn = next(line for line in lines if "| egnn |" in line)
+    assert egnn.split("|")[5].strip() == "-"  # one seed: no spread
+    stay = next(line for line in lines if "| stay |" in line)
+    assert stay.split("|")[4].strip() == "4"
+    assert not any("| linear |" in line for line in lines)  # not reported, not invented
+
+
+def test_replace_block_keeps_the_rest():
+    text = f"head\n{BEGIN}\nold\n{END}\ntail\n"
+    assert replace_block(text, "new") == f"head\n{BEGIN}\nnew\n{END}\ntail\n"
+    with pytest.raises(ValueError):
+        replace_block("no markers", "new")
+
+
+def test_quick_plan_uses_tiny_data_and_a_split_that_fits():
+    cells = plan(
+        ["md17"], quick=True, seeds=[0], models=["estag"], datasets=None, splits=None, epochs=None
+    )
+    assert {c.dataset.name for c in cells} == {"md17-ethanol"}
+    reference = next(c for c in cells if c.split.name == "md17_reference")
+    assert "data.split.mode=random" in reference.settings()
+    full = plan(
+        ["md17"], quick=False, seeds=[0, 1], models=None, datasets=None, splits=None, epochs=None
+    )
+    assert len(full) == 8 * 2 * 4 * 2
+    assert "data.split.mode=md17_reference" in full[0].settings()
+    assert all(c.epochs == suite.TABLES["md17"].epochs for c in full)
+
+
+def test_bvh_slice_keeps_hierarchy_and_frames(tmp_path):
+    rng = np.random.default_rng(3)
+    skeleton = random_skeleton(rng, 5)
+    motion = random_motion(rng, skeleton, 20)
+    source = tmp_path / "clip.bvh"
+    source.write_text(format_bvh(skeleton, motion, 1 / 30), encoding="utf-8")
+    part = suite._bvh_slice(source, tmp_path / "part.bvh", 5, 12)
+    whole, piece = read_bvh(source), read_bvh(part)
+    np.testing.assert_array_equal(piece.positions, whole.positions[5:12])
+    assert suite._bvh_frames(part) == 7
+
+
+def test_md17_simulation_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from ase.io import read
+
+    kwargs = {"steps": 30, "equilibration_steps": 5, "block_steps": 10}
+    whole = md17_xtb.simulate("ethanol", tmp_path / "whole.extxyz", **kwargs)
+
+    real_append, calls = md17_xtb._append_block, []
+
+    def stop_after_two_blocks(part, frames):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(frames))
+        real_append(part, frames)
+
+    monkeypatch.setattr(md17_xtb, "_append_block", stop_after_two_blocks)
+    out = tmp_path / "resumed.extxyz"
+    with pytest.raises(KeyboardInterrupt):
+        md17_xtb.simulate("ethanol", out, **kwargs)
+    assert not out.exists() and calls == [10, 10]  # frames 0-9 and 10-19 kept
+    monkeypatch.setattr(md17_xtb, "_append_block", real_append)
+    md17_xtb.simulate("ethanol", out, **kwargs)
+
+    first, second = read(whole, ":"), read(out, ":")
+    assert len(second) == 31
+    assert [f.info["time"] for f in second] == [0.5 * k for k in range(31)]
+    # The dynamics continue from the saved state and random stream; only xTB's SCF restarts
+    # from a fresh guess, so positions agree to its convergence (3e-7 Angstrom seen), not bits.
+    np.testing.assert_allclose(
+        np.stack([f.positions for f in second]), np.stack([f.positions for f in first]), atol=1e-5
+    )

@@ -1,0 +1,458 @@
+"""mdtraj inputs through `dynforecast ingest`: what mdtraj guesses, drops or reinterprets is
+repaired or reported as a note, bad files exit 3 naming the file, and PDB round trips keep
+insertion codes, alternate locations and HETATM records. Field cases: tests/data/field_cases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from MDAnalysisTests import datafiles
+from typer.testing import CliRunner
+
+from dynforecast.cli import app
+from dynforecast.io.elements import guess_element, guess_elements
+from dynforecast.io.export import export_trajectory
+from dynforecast.io.h5md import read_h5md
+from dynforecast.io.notes import NOTES_PARAMETER, notes_from_json
+from dynforecast.io.pdb_format import pdb_atom_names
+
+FIELD = Path(__file__).parent / "data" / "field_cases"
+ADK_PSF, ADK_DCD = datafiles.PSF, datafiles.DCD
+NMR_PDB = str(Path(datafiles.PDB).parent / "nmr_neopetrosiamide.pdb")
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def ingested(path: Path):
+    (traj,) = read_h5md(path)
+    return traj
+
+
+def notes_of(traj) -> dict[str, object]:
+    return {n.kind: n for n in notes_from_json(traj.parameters.get(NOTES_PARAMETER))}
+
+
+def pdb_atom(serial, name, resname, resseq, xyz, element="", *, record="ATOM", alt=" ", icode=" "):
+    field = f" {name:<3}" if len(name) < 4 else name
+    x, y, z = xyz
+    return (
+        f"{record:<6}{serial:5d} {field}{alt}{resname:<4}A{resseq:4d}{icode}   "
+        f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          {element:>2}"
+    )
+
+
+# Elements guessed from names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "residue", "single", "element"),
+    [
+        ("POT", "POT", True, "K"),
+        ("SOD", "SOD", True, "Na"),
+        ("CLA", "CLA", True, "Cl"),
+        ("CAL", "CAL", True, "Ca"),
+        ("K+", "K+", True, "K"),
+        ("Cl-", "Cl-", True, "Cl"),
+        ("NA", "NA", True, "Na"),  # AMBER/GROMACS sodium
+        ("NA", "HEM", False, "N"),  # heme nitrogen A
+        ("FE", "HEM", False, "Fe"),
+        ("CA", "ALA", False, "C"),  # alpha carbon
+        ("CA", "CA", True, "Ca"),  # calcium ion
+        ("CD2", "LEU", False, "C"),
+        ("CD2", "CD2", True, "Cd"),
+        ("1HB", "ALA", False, "H"),
+        ("HG1", "THR", False, "H"),
+        ("NE2", "HIS", False, "N"),
+        ("SE", "MSE", False, "Se"),
+        ("OW", "SOL", False, "O"),
+        ("MW", "SOL", False, ""),  # TIP4P virtual site
+        ("ZN", "ZN", True, "Zn"),
+        ("NA1", "SOD", True, "Na"),
+        ("", "UNK", False, ""),
+    ],
+)
+def test_guess_element_follows_charmm_amber_and_protein_naming(name, residue, single, element):
+    assert guess_element(name, residue, single) == element
+
+
+def test_guess_elements_is_per_atom_and_knows_single_atom_residues():
+    names = np.array(["CA", "CA", "N", "NA", "NA", "FE"])
+    residues = np.array(["ALA", "CA", "ALA", "NA", "HEM", "HEM"])
+    indices = np.array([0, 1, 0, 2, 3, 3])  # CA and NA alone in residues 1 and 2
+    assert guess_elements(names, residues, indices).tolist() == ["C", "Ca", "N", "Na", "N", "Fe"]
+
+
+def test_charmm_ions_become_k_cl_na_with_one_note(tmp_path):
+    out = tmp_path / "ions.h5"
+    result = run("ingest", FIELD / "charmm_ions.pdb", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.species.tolist() == [19, 17, 11]
+    assert traj.parameters["elements"].tolist() == ["K", "Cl", "Na"]
+    note_lines = [line for line in result.stderr.splitlines() if ": note: " in line]
+    assert note_lines == [
+        f"{FIELD / 'charmm_ions.pdb'}: note: no element column (PDB columns 77-78): guessed the "
+        "elements of 3 atoms from their names (POT -> K (1), CLA -> Cl (1), SOD -> Na (1))"
+    ]
+    note = notes_of(traj)["guessed_elements"]
+    assert note.count == 3
+    selected = tmp_path / "k.h5"
+    result = run("ingest", FIELD / "charmm_ions.pdb", "--select", "element K", "-o", selected)
+    assert result.exit_code == 0, result.stderr
+    assert ingested(selected).species.tolist() == [19]
+
+
+def test_pdb_with_element_columns_has_no_guess_note(tmp_path):
+    out = tmp_path / "ins.h5"
+    result = run("ingest", FIELD / "inscode_roundtrip.pdb", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "note:" not in result.stderr
+    assert NOTES_PARAMETER not in ingested(out).parameters
+
+
+GRO_TEXT = """ions in water
+    5
+    1SOL     OW    1   0.126   1.624   1.679
+    1SOL    HW1    2   0.190   1.661   1.747
+    1SOL    HW2    3   0.177   1.568   1.613
+    2NA      NA    4   1.000   1.000   1.000
+    3CL      CL    5   1.500   1.500   1.500
+   3.00000   3.00000   3.00000
+"""
+
+
+def test_gro_elements_are_guessed_by_naming_convention_with_a_note(tmp_path):
+    gro = tmp_path / "ions.gro"
+    gro.write_text(GRO_TEXT)
+    out = tmp_path / "gro.h5"
+    result = run("ingest", gro, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.species.tolist() == [8, 1, 1, 11, 17]  # mdtraj alone: O H H N C
+    assert (
+        f"{gro}: note: topology {gro}: GRO files have no elements: guessed the elements of 5"
+        in (result.stderr)
+    )
+
+
+def test_psf_elements_from_masses_are_noted(tmp_path):
+    out = tmp_path / "adk.h5"
+    result = run("ingest", ADK_DCD, "--topology", ADK_PSF, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        f"{ADK_DCD}: note: topology {ADK_PSF}: PSF files have no elements: the elements of 3341 "
+        "atoms were taken from their masses and CHARMM ion names" in result.stderr
+    )
+    assert notes_of(ingested(out))["elements_from_masses"].count == 3341
+
+
+# PSF insertion codes and PDB trajectories with a topology ----------------------------------------
+
+
+def _three_atom_trajectory(tmp_path: Path, extension: str) -> Path:
+    import mdtraj
+
+    top = mdtraj.load_psf(str(FIELD / "tiny.psf"))
+    xyz = np.array([[[0, 0, 0.0119], [0, 0.0763, -0.0477], [0, -0.0763, -0.0477]]] * 4)
+    xyz = (xyz + np.arange(4)[:, None, None] * 0.01).astype(np.float32)
+    traj = mdtraj.Trajectory(xyz, top, time=np.arange(4.0))
+    path = tmp_path / f"water{extension}"
+    traj.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("extension", [".dcd", ".xtc", ".trr", ".pdb"])
+def test_psf_residue_id_with_insertion_code_reads_with_any_trajectory(tmp_path, extension):
+    trajectory = _three_atom_trajectory(tmp_path, extension)
+    out = tmp_path / "w.h5"
+    result = run("ingest", trajectory, "--topology", FIELD / "tiny_inscode.psf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert (traj.n_frames, traj.n_particles, traj.bonds.shape[0]) == (4, 3, 2)
+    assert traj.parameters["residue_ids"].tolist() == [185, 185, 185]
+    assert traj.parameters["insertion_codes"].tolist() == ["A", "A", "A"]
+
+
+def test_multi_model_pdb_is_a_trajectory_for_a_psf_topology(tmp_path):
+    out = tmp_path / "t.h5"
+    result = run("ingest", FIELD / "tiny_traj.pdb", "--topology", FIELD / "tiny.psf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert (traj.n_frames, traj.n_particles) == (2, 3)
+    assert sorted(map(tuple, traj.bonds.tolist())) == [(0, 1), (0, 2)]
+    np.testing.assert_allclose(traj.positions[1, :, 0], [0.01, 0.01, 0.01], atol=1e-6)
+    again = tmp_path / "u.h5"
+    pdb_top = run(
+        "ingest", FIELD / "tiny_traj.pdb", "--topology", FIELD / "tiny_traj.pdb", "-o", again
+    )
+    assert pdb_top.exit_code == 0, pdb_top.stderr
+    assert ingested(again).n_frames == 2
+
+
+def test_psf_with_insertion_codes_splits_residues_52_and_52a(tmp_path):
+    lines = (FIELD / "tiny_inscode.psf").read_text().splitlines()
+    lines = [line.replace("185A", "185 ", 1) if " H2 " in line else line for line in lines]
+    psf = tmp_path / "split.psf"
+    psf.write_text("\n".join(lines) + "\n")
+    trajectory = _three_atom_trajectory(tmp_path, ".dcd")
+    out = tmp_path / "s.h5"
+    result = run("ingest", trajectory, "--topology", psf, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.parameters["insertion_codes"].tolist() == ["A", "A", ""]
+    assert traj.parameters["residue_indices"].tolist() == [0, 0, 1]
+
+
+# Bad input: exit 3 naming the file, one line ----------------------------------------------------
+
+PSF_HEAD = "PSF\n\n       1 !NTITLE\n REMARKS bad\n\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not a psf\n",
+        PSF_HEAD,  # ends before NATOM
+        PSF_HEAD + "       2 !NATOM\n       1 W    1    TIP3 OH2  OT    -0.834  15.9994  0\n",
+        PSF_HEAD + "       1 !NATOM\n       1 W    1    TIP3 OH2  OT    -0.834  heavy  0\n",
+        PSF_HEAD + "       1 !NATOM\n       7 W    1    TIP3 OH2  OT    -0.834  15.9  0\n",
+        PSF_HEAD + "       1 !NATOM\n       1 W    1X2  TIP3 OH2  OT    -0.834  15.9  0\n",
+        PSF_HEAD + "     abc !NATOM\n",
+    ],
+)
+def test_malformed_psf_exits_3_naming_the_file(tmp_path, text):
+    psf = tmp_path / "bad.psf"
+    psf.write_text(text)
+    trajectory = _three_atom_trajectory(tmp_path, ".dcd")
+    result = run("ingest", trajectory, "--topology", psf, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 3, (result.stderr, result.exception)
+    assert result.stderr.startswith(f"error: {psf}: cannot read topology (")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("extension", [".psf", ".prmtop", ".parm7", ".mol2"])
+def test_a_topology_alone_says_it_needs_a_trajectory(tmp_path, extension):
+    topology = tmp_path / f"system{extension}"
+    topology.write_text("")
+    result = run("ingest", topology, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"error: {topology}: a {extension} file is a topology (no frames); give a trajectory "
+        f"with it: ingest TRAJECTORY --topology {topology}\n"
+    )
+
+
+def test_dcd_errors_are_the_only_line_on_stderr(tmp_path):
+    broken = tmp_path / "broken.dcd"
+    broken.write_bytes(Path(ADK_DCD).read_bytes()[:3000])
+    command = [sys.executable, "-c", "from dynforecast.cli import app; app()"]
+    args = ["ingest", str(broken), "--topology", ADK_PSF, "-o", str(tmp_path / "x.h5")]
+    done = subprocess.run(command + args, capture_output=True, text=True, check=False)
+    assert done.returncode == 3
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: {broken}: cannot read trajectory (Could not open file: {broken})"
+    ]
+
+
+# Frames, cells and arrays mdtraj drops or reinterprets ------------------------------------------
+
+
+def test_partial_last_dcd_frame_is_reported(tmp_path):
+    data = Path(ADK_DCD).read_bytes()
+    cut = tmp_path / "cut.dcd"
+    cut.write_bytes(data[: len(data) - 5000])
+    out = tmp_path / "cut.h5"
+    result = run("ingest", cut, "--topology", ADK_PSF, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert ingested(out).n_frames == 97
+    assert (
+        f"{cut}: note: the file ends 35116 bytes into a frame after its last whole frame "
+        "(a truncated write); that partial frame was dropped"
+    ) in result.stderr.splitlines()
+    whole = run("ingest", ADK_DCD, "--topology", ADK_PSF, "-o", tmp_path / "whole.h5")
+    assert "partial frame" not in whole.stderr
+
+
+def test_placeholder_cryst1_is_a_note_not_a_silent_drop(tmp_path):
+    out = tmp_path / "nmr.h5"
+    result = run("ingest", NMR_PDB, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.box is None
+    assert notes_of(traj)["placeholder_cell"].detail == (
+        "unit cell (CRYST1    1.000    1.000    1.000  90.00  90.00  90.00 P 1           1) "
+        "too small for the atoms, treated as a placeholder: stored without a box"
+    )
+
+
+def test_trr_velocities_that_mdtraj_does_not_read_are_noted(tmp_path):
+    out = tmp_path / "trr.h5"
+    result = run("ingest", datafiles.TRR, "--topology", datafiles.GRO, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert notes_of(ingested(out))["unread_arrays"].detail == (
+        "the file's velocities were not ingested (mdtraj reads positions, times and unit cells only)"
+    )
+    xtc = run("ingest", datafiles.XTC, "--topology", datafiles.GRO, "-o", tmp_path / "xtc.h5")
+    assert "not ingested" not in xtc.stderr
+
+
+def test_amber_topology_without_atomic_numbers_is_guessed_with_a_note(tmp_path):
+    out = tmp_path / "bala.h5"
+    result = run("ingest", datafiles.NCDF, "--topology", datafiles.PRMncdf, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    note = notes_of(traj)["guessed_elements"]
+    assert note.count == traj.n_particles
+    assert "no ATOMIC_NUMBER section" in note.detail
+    assert "netCDF4" not in result.stderr
+
+
+ALTLOC_PDB = "\n".join(
+    [
+        pdb_atom(1, "N", "SER", 5, (0, 0, 0), "N"),
+        pdb_atom(2, "CA", "SER", 5, (1.4, 0, 0), "C"),
+        pdb_atom(3, "CB", "SER", 5, (2, 1, 0), "C", alt="A"),
+        pdb_atom(4, "CB", "SER", 5, (2, -1, 0), "C", alt="B"),
+        pdb_atom(5, "OG", "SER", 5, (3, 1, 0), "O", alt="A"),
+        pdb_atom(6, "OG", "SER", 5, (3, -1, 0), "O", alt="B"),
+        pdb_atom(7, "C", "SER", 5, (2, 0, 1), "C"),
+        pdb_atom(8, "O", "SER", 5, (2, 0, 2.2), "O"),
+        pdb_atom(9, "C1", "LIG", 6, (5, 0, 0), "C", record="HETATM"),
+        pdb_atom(10, "C2", "LIG", 6, (6.5, 0, 0), "C", record="HETATM"),
+        pdb_atom(11, "O1", "LIG", 6, (7.2, 1, 0), "O", record="HETATM"),
+        "CONECT    9   10",
+        "CONECT   10    9   11",
+        "CONECT   11   10",
+        "END",
+    ]
+)
+
+
+def test_alternate_locations_hetatm_and_conect_survive_a_round_trip(tmp_path):
+    source = tmp_path / "alt.pdb"
+    source.write_text(ALTLOC_PDB + "\n")
+    first = tmp_path / "alt.h5"
+    result = run("ingest", source, "-o", first)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(first)
+    assert traj.n_particles == 9
+    assert notes_of(traj)["dropped_altloc"].count == 2
+    assert (
+        f"{source}: note: dropped 2 atom records of alternate location(s) B; kept the first "
+        "location of each atom (A), recorded in the altlocs parameter"
+    ) in result.stderr
+    assert traj.parameters["altlocs"].tolist() == ["", "", "A", "A", "", "", "", "", ""]
+    assert traj.parameters["hetero"].tolist() == [0] * 6 + [1] * 3
+    np.testing.assert_allclose(traj.positions[0, 2], [0.2, 0.1, 0.0], atol=1e-6)  # location A
+    exported = tmp_path / "back.pdb"
+    export_trajectory(traj, exported)
+    records = [
+        line for line in exported.read_text().splitlines() if line[:6] in ("ATOM  ", "HETATM")
+    ]
+    assert [line[:6] for line in records] == ["ATOM  "] * 6 + ["HETATM"] * 3
+    assert [line[16] for line in records[:4]] == [" ", " ", "A", "A"]
+    second = tmp_path / "again.h5"
+    result = run("ingest", exported, "-o", second)
+    assert result.exit_code == 0, result.stderr
+    again = ingested(second)
+    assert sorted(map(tuple, again.bonds.tolist())) == sorted(map(tuple, traj.bonds.tolist()))
+    assert again.parameters["hetero"].tolist() == traj.parameters["hetero"].tolist()
+    assert again.parameters["altlocs"].tolist() == traj.parameters["altlocs"].tolist()
+    assert "dropped_altloc" not in notes_of(again)
+
+
+def test_insertion_codes_round_trip_keeps_residues_and_bonds(tmp_path):
+    first = tmp_path / "ins.h5"
+    assert run("ingest", FIELD / "inscode_roundtrip.pdb", "-o", first).exit_code == 0
+    traj = ingested(first)
+    assert len(set(traj.parameters["residue_indices"].tolist())) == 2
+    assert traj.bonds.shape[0] == 7
+    exported = tmp_path / "ins_back.pdb"
+    export_trajectory(traj, exported)
+    assert [
+        line[22:27] for line in exported.read_text().splitlines() if line.startswith("ATOM")
+    ] == ["  52 "] * 4 + ["  52A"] * 4
+    second = tmp_path / "ins_again.h5"
+    result = run("ingest", exported, "-o", second)
+    assert result.exit_code == 0, result.stderr
+    again = ingested(second)
+    assert len(set(again.parameters["residue_indices"].tolist())) == 2
+    assert again.bonds.shape[0] == 7
+    assert again.parameters["insertion_codes"].tolist() == [""] * 4 + ["A"] * 4
+    np.testing.assert_allclose(again.positions, traj.positions, atol=1e-4)
+
+
+def test_long_names_get_unique_four_character_pdb_names():
+    names = np.array(["Hips", "LeftUpLeg", "LeftLeg", "LeftLeg_end", "Left"])
+    short, changed = pdb_atom_names(names, np.zeros(5, dtype=int))
+    assert changed == 3
+    assert short.tolist() == ["Hips", "Lef0", "Lef1", "Lef2", "Left"]
+    assert len(set(short.tolist())) == 5
+
+
+BVH_TEXT = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT LeftUpLeg
+  {
+    OFFSET 1 0 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT LeftLowerLeg
+    {
+      OFFSET 0 -4 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -4 0
+      }
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.1
+0 10 0 0 0 0 0 0 0 0 0 0
+0 11 0 0 0 0 0 0 0 10 0 0
+"""
+
+
+def test_skeleton_export_to_pdb_writes_unique_names_and_notes_them(tmp_path, capsys):
+    bvh = tmp_path / "leg.bvh"
+    bvh.write_text(BVH_TEXT)
+    data = tmp_path / "leg.h5"
+    assert run("ingest", bvh, "-o", data).exit_code == 0
+    skeleton = ingested(data)
+    capsys.readouterr()
+    exported = tmp_path / "leg.pdb"
+    export_trajectory(skeleton, exported)
+    err = capsys.readouterr().err
+    assert (
+        f"{exported}: note: 3 names longer than 4 characters were written as unique 4-character "
+        "PDB names (LeftUpLeg -> Left, LeftLowerLeg -> Lef0, LeftLowerLeg_end -> Lef1); the full "
+        "names stay in the H5MD file"
+    ) in err
+    text = exported.read_text().splitlines()
+    assert [line for line in text if line.startswith("MODEL")] == [
+        "MODEL        1",
+        "MODEL        2",
+    ]
+    names = [line[12:16].strip() for line in text if line.startswith("ATOM")][:4]
+    assert names == ["Hips", "Left", "Lef0", "Lef1"]
+
+
+def test_ingest_notes_parameter_is_json_with_kind_count_detail(tmp_path):
+    out = tmp_path / "ions.h5"
+    assert run("ingest", FIELD / "charmm_ions.pdb", "-o", out).exit_code == 0
+    raw = json.loads(ingested(out).parameters[NOTES_PARAMETER])
+    assert raw[0]["kind"] == "guessed_elements" and raw[0]["count"] == 3
