@@ -139,7 +139,11 @@ def ingest(
         typer.Option("--name", help="System name, once per input (default: file name)."),
     ] = None,
     select: Annotated[
-        str | None, typer.Option(help="mdtraj atom selection, e.g. 'name CA', 'not element H'.")
+        str | None,
+        typer.Option(
+            help="Atom/joint selection, e.g. 'name CA', 'not element H', 'index 0 to 9' "
+            "(mdtraj's language on mdtraj inputs; element, name, index, and/or/not on XYZ, BVH)."
+        ),
     ] = None,
     stride: Annotated[int, typer.Option(help="Keep every STRIDE-th frame.")] = 1,
     chunk_frames: Annotated[
