@@ -45,7 +45,7 @@ def test_every_model_gets_the_same_data_driven_window():
         for name in ("estag", "sake", "egnn")
     }
     assert {(w.past_frames, w.spacing, w.horizon) for w in windows.values()} == {(10, 10, None)}
-    short = [make_system("a", 60, 3)]  # too short for D=10: shortened until val/test fit
+    short = [make_system("a", 100, 3)]  # too short for D=10: shortened until val/test fit
     config = _resolve(short, "model.name=sake")
     assert (config.data.window.past_frames, config.data.window.spacing) == (10, 1)
     assert config.data.split.fractions == (0.6, 0.2, 0.2)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from dynforecast.data.windows import WindowDataset
+from dynforecast.data.windows import WindowDataset, WindowSpec
 from dynforecast.train.config import TrainConfig
 
 #: Windows sampled to measure the graph's mean in-degree (one batch; radius graphs vary).
@@ -27,10 +27,10 @@ def device_line(device: torch.device) -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
-def window_line(config: TrainConfig, dataset: WindowDataset, time_unit: str) -> str:
-    """ "T=10 frames 5 apart, target 5 frames after the last (past 45 ps, horizon 5 ps)"."""
-    spec = dataset.spec
-    step = dataset.time_step
+def window_line(spec: WindowSpec, step: float, time_unit: str) -> str:
+    """The window in frames and time units, e.g. "T=10 frames 5 apart, target 5 frames after
+    the last (past 45 ps, horizon 5 ps)"; ``step`` is the time between stored frames (0 when
+    unknown), in ``time_unit``."""
     unit = "" if time_unit == "1" else f" {time_unit}"
     text = (
         f"T={spec.past_frames} frame{'s' if spec.past_frames > 1 else ''}"
@@ -87,7 +87,7 @@ def start_block(
         f"device     {device_line(device)}",
         f"model      {config.model.name}, {n_parameters:,} parameters"
         + (f" (protocol {config.protocol})" if config.protocol else ""),
-        f"window     {window_line(config, dataset, time_unit)}",
+        f"window     {window_line(dataset.spec, dataset.time_step, time_unit)}",
         f"graph      {kind}, mean in-degree {degree:.3g}",
         f"split      {split_line(config, splits)}",
         f"batch      {config.optim.batch_size}",
