@@ -355,7 +355,8 @@ def test_diverging_rollout_writes_frames_then_exits_6(workspace, tmp_path):
         "predict", data, "--checkpoint", broken, "--start", 20, "--steps", 50, "-o", output
     )
     assert result.exit_code == 6
-    message = result.stderr.strip()
+    window, message = result.stderr.strip().splitlines()  # the window used, then the error
+    assert window.startswith("window T=10 frames 1 apart")
     assert message.startswith(f"error: {output}: rollout diverged: step ")
     assert "from the initial centroid, beyond 10 x the initial extent" in message
     predicted = int(message.split(" given and ")[1].split(" predicted")[0])

@@ -103,7 +103,7 @@ def test_each_data_kind_runs_train_evaluate_predict_export_with_no_options(
         "predict", *source, "--checkpoint", run, "--steps", 5, "-o", tmp_path / "f.h5", *export
     )
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.startswith("window T=")
+    assert "window T=" in result.stderr
 
 
 def test_estag_sake_egnn_with_defaults_see_the_same_windows_and_baselines(files, tmp_path):
