@@ -255,8 +255,8 @@ def generate_nbody(
         str | None,
         typer.Option(
             help="An EGNN data set instead of --trajectories: nbody_small (EGNN's exact "
-            "3000/2000/2000 train/valid/test) or shortcut (stream 0-6999); split it with "
-            "--set split.mode=systems --set 'split.fractions=[0.4286, 0.2857, 0.2857]'."
+            "3000/2000/2000 train/valid/test) or shortcut (stream 0-6999); the file records "
+            "its protocol and split, which train uses."
         ),
     ] = None,
     overwrite: OverwriteOption = False,

@@ -9,7 +9,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from data_kinds import KINDS, make_kind
 from typer.testing import CliRunner
@@ -222,13 +221,22 @@ def test_graph_cutoff_takes_a_length_with_a_unit(files, tmp_path):
     )
 
 
-def test_recorded_recipe_split_is_used_and_a_leaking_split_is_refused(tmp_path):
-    systems = nbody_trajectories(simulate_nbody(14, seed=3, mode="fast"))
-    parts = np.repeat(["train", "val", "test"], [6, 4, 4])
-    for system, part in zip(systems, parts, strict=True):
-        system.parameters.update({"protocol": "nbody", "recipe_split": str(part)})
+def test_recorded_recipe_split_is_used_and_a_leaking_split_is_refused(tmp_path, monkeypatch):
+    from dynforecast.data import nbody
+    from dynforecast.io.h5md import read_h5md
+
+    # A small recipe of the same shape as EGNN's (3/7, 2/7, 2/7 of the trajectories).
+    monkeypatch.setitem(nbody.EGNN_RECIPES, "tiny", ((0, 6), (100, 4), (200, 4)))
     data = tmp_path / "recipe.h5"
-    write_h5md(data, systems)
+    result = invoke("generate", "nbody", "--recipe", "tiny", "--mode", "fast", "-o", data)
+    assert result.exit_code == 0, result.stderr
+    stored = read_h5md(data)
+    assert [s.parameters["recipe_split"] for s in stored] == ["train"] * 6 + ["val"] * 4 + [
+        "test"
+    ] * 4
+    assert {(s.parameters["protocol"], s.parameters["recipe"]) for s in stored} == {
+        ("nbody", "tiny")
+    }
     run = tmp_path / "run"
     result = invoke("train", data, "--epochs", 1, "--out", run)
     assert result.exit_code == 0, result.stderr
@@ -236,7 +244,11 @@ def test_recorded_recipe_split_is_used_and_a_leaking_split_is_refused(tmp_path):
     assert "split      systems 0.428571/0.285714/0.285714: train 6, val 4, test 4" in (
         result.stderr
     )
-    assert _config(run)["train_config"]["protocol"] == "nbody"
+    resolved = _config(run)["train_config"]
+    assert (resolved["protocol"], resolved["data"]["window"]["protocol"]) == (
+        "nbody",
+        "nbody-standard",
+    )
     result = invoke("train", data, "--set", "split.fractions=[0.8, 0.1, 0.1]", "--out", run)
     assert (result.exit_code, result.stderr.strip()) == (
         2,
