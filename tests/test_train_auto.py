@@ -165,6 +165,13 @@ def test_a_split_mode_that_cannot_work_names_the_modes_that_would(files, tmp_pat
         "windows of span 51 frames in 1 systems); use longer data, other fractions or another "
         "split mode; modes that work here: random, adk_reference (--set split.mode=...)",
     )
+    result = invoke("train", files["molecule"], "--protocol", "md17", "--out", tmp_path / "md17")
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: split 'md17_reference' leaves no train windows (200 windows of span 101 frames "
+        "in 1 systems); use longer data, other fractions or another split mode; modes that work "
+        "here: random, adk_reference (--set split.mode=...)",
+    )
 
 
 def test_a_batch_leaving_few_steps_is_warned_about_and_quiet_silences_logs(files, tmp_path):
