@@ -1,0 +1,115 @@
+"""AMC motion with its ASF skeleton through `dynforecast ingest` (io/amc.py)."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dynforecast.cli import app
+from dynforecast.io.asf import parse_asf
+from dynforecast.io.asf_kinematics import forward_kinematics
+from dynforecast.io.h5md import read_h5md
+from tests.test_asf import ASF
+
+ROWS = [
+    [1, 2, 3, 0, 0, 0, 0, 0, 90, 90, 0],
+    [1.5, 2, 3, 10, -20, 5, 30, 15, -40, 25, 60],
+    [0, 0, 0, 0, 180, 0, -70, 5, 10, -10, 120],
+]
+
+
+def _amc(rows=ROWS, header=":FULLY-SPECIFIED\n:DEGREES\n") -> str:
+    lines = ["#!OML:ASF t.asf", header.rstrip("\n")]
+    for n, row in enumerate(rows, start=1):
+        lines += [str(n), "root " + " ".join(map(str, row[:6]))]
+        lines += ["upper " + " ".join(map(str, row[6:9])), "lower " + " ".join(map(str, row[9:]))]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "skel.asf").write_text(ASF)
+    (tmp_path / "walk.amc").write_text(_amc())
+    (tmp_path / "run.amc").write_text(_amc(ROWS[::-1]))
+    return tmp_path
+
+
+def _ingest(*args: str):
+    return CliRunner().invoke(app, ["ingest", *args])
+
+
+def test_ingest_asf_amc_gives_forward_kinematics_tips(files: Path):
+    out = files / "walk.h5"
+    result = _ingest(str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    traj = read_h5md(out)[0]
+    skeleton = parse_asf(ASF, Path("t.asf"))[0]
+    expected = forward_kinematics(skeleton, np.array(ROWS, dtype=float))[0]
+    np.testing.assert_allclose(traj.positions, expected, atol=1e-5)
+    assert traj.names == ["root", "upper", "lower"]
+    assert traj.bonds.tolist() == [[0, 1], [1, 2]]
+    np.testing.assert_allclose(traj.time, [0, 1 / 120, 2 / 120])
+    assert (traj.length_unit, traj.time_unit) == ("1", "s")
+    with h5py.File(out) as h5:
+        assert "asf_text" in h5["parameters/dynforecast/walk"]
+
+
+def test_several_amc_with_one_asf_and_topology_option(files: Path):
+    out = files / "both.h5"
+    asf, walk, run = (str(files / n) for n in ("skel.asf", "walk.amc", "run.amc"))
+    assert _ingest(asf, walk, run, "-o", str(out)).exit_code == 0
+    again = files / "again.h5"
+    assert _ingest(walk, run, "--topology", asf, "-o", str(again)).exit_code == 0
+    a, b = read_h5md(out), read_h5md(again)
+    assert [t.name for t in a] == ["walk", "run"]
+    np.testing.assert_allclose(a[1].positions, a[0].positions[::-1], atol=1e-6)
+    np.testing.assert_array_equal(a[1].positions, b[1].positions)
+
+
+def test_radians_header_reads_radians(files: Path):
+    rows = np.array(ROWS, dtype=float)
+    rows[:, 3:] = np.deg2rad(rows[:, 3:])
+    (files / "rad.amc").write_text(_amc(rows.tolist(), ":FULLY-SPECIFIED\n:RADIANS\n"))
+    out = files / "rad.h5"
+    assert _ingest(str(files / "skel.asf"), str(files / "rad.amc"), "-o", str(out)).exit_code == 0
+    assert (
+        _ingest(
+            str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(files / "d.h5")
+        ).exit_code
+        == 0
+    )
+    np.testing.assert_allclose(
+        read_h5md(out)[0].positions, read_h5md(files / "d.h5")[0].positions, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "upper 0 0 90",
+            "upper 0 90",
+            "walk.amc: line 6: bone 'upper' has 3 dof (rx ry rz) but 2 values",
+        ),
+        ("upper 0 0 90", "uper 0 0 90", "walk.amc: line 6: unknown bone 'uper' (not in the ASF)"),
+        ("upper 0 0 90", "upper 0 x 90", "walk.amc: line 6: non-numeric value for bone 'upper'"),
+        (":DEGREES", ":DEGREEZ", "walk.amc: line 3: unknown AMC keyword ':DEGREEZ'"),
+    ],
+)
+def test_amc_errors_exit_3_with_line(files: Path, old: str, new: str, message: str):
+    (files / "walk.amc").write_text(_amc().replace(old, new, 1))
+    result = _ingest(str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(files / "x.h5"))
+    assert result.exit_code == 3
+    assert message in result.output
+    assert not (files / "x.h5").exists()
+
+
+def test_amc_without_asf_and_asf_without_amc(files: Path):
+    result = _ingest(str(files / "walk.amc"), "-o", str(files / "x.h5"))
+    assert result.exit_code == 3
+    assert "an AMC motion needs its ASF skeleton" in result.output
+    result = _ingest(str(files / "skel.asf"), "-o", str(files / "x.h5"))
+    assert result.exit_code == 3
+    assert "an ASF file is a skeleton (no frames)" in result.output
