@@ -113,3 +113,35 @@ def test_amc_without_asf_and_asf_without_amc(files: Path):
     result = _ingest(str(files / "skel.asf"), "-o", str(files / "x.h5"))
     assert result.exit_code == 3
     assert "an ASF file is a skeleton (no frames)" in result.output
+
+
+def test_round_trip_amc_ingest_export_ingest(files: Path):
+    from dynforecast.io.export import export_trajectory
+
+    out = files / "walk.h5"
+    assert _ingest(str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(out)).exit_code == 0
+    traj = read_h5md(out)[0]
+    export_trajectory(traj, files / "back.amc")
+    again = files / "again.h5"
+    result = _ingest(str(files / "skel.asf"), str(files / "back.amc"), "-o", str(again))
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read_h5md(again)[0].positions, traj.positions, atol=2e-5)
+
+
+def test_amc_export_of_data_without_asf_is_refused_before_writing(tmp_path: Path):
+    from dynforecast.errors import UsageError
+    from dynforecast.io.export import check_export_target
+    from dynforecast.io.trajectory import Trajectory
+
+    traj = Trajectory(
+        name="gas",
+        positions=np.zeros((2, 3, 3), dtype=np.float32),
+        species=np.zeros(3, dtype=np.int32),
+        time=np.arange(2.0),
+        step=np.arange(2),
+        length_unit="1",
+        time_unit="1",
+    )
+    with pytest.raises(UsageError, match="has no ASF skeleton"):
+        check_export_target(tmp_path / "x.amc", overwrite=False, trajectory=traj)
+    assert not (tmp_path / "x.amc").exists()
