@@ -145,3 +145,31 @@ def test_amc_export_of_data_without_asf_is_refused_before_writing(tmp_path: Path
     with pytest.raises(UsageError, match="has no ASF skeleton"):
         check_export_target(tmp_path / "x.amc", overwrite=False, trajectory=traj)
     assert not (tmp_path / "x.amc").exists()
+
+
+def test_predict_on_an_amc_system_exports_amc(files: Path):
+    t = np.arange(120) / 20
+    rows = np.zeros((120, 11))
+    rows[:, 0] = 0.5 * t
+    rows[:, 6:9] = 30 * np.sin(t[:, None] + np.arange(3))
+    rows[:, 9:] = 20 * np.cos(1.3 * t[:, None] + np.arange(2))
+    (files / "long.amc").write_text(_amc(rows.tolist()))
+    data, run = files / "cmu.h5", files / "run"
+    assert _ingest(str(files / "skel.asf"), str(files / "long.amc"), "-o", str(data)).exit_code == 0
+    runner = CliRunner()
+    trained = runner.invoke(
+        app, ["train", str(data), "--model", "egnn", "--out", str(run), "--epochs", "1",
+              "--seed", "1", "--set", "window.horizon=1"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    forecast, export = files / "f.h5", files / "f.amc"
+    predicted = runner.invoke(
+        app, ["predict", str(data), "--checkpoint", str(run / "best.pt"), "--steps", "3",
+              "-o", str(forecast), "--export", str(export)],
+    )  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    back = files / "back.h5"
+    assert _ingest(str(files / "skel.asf"), str(export), "-o", str(back)).exit_code == 0
+    written, reread = read_h5md(forecast)[0], read_h5md(back)[0]
+    assert reread.n_frames == written.n_frames
+    np.testing.assert_allclose(reread.positions[:10], written.positions[:10], atol=1e-4)
