@@ -173,3 +173,19 @@ def test_predict_on_an_amc_system_exports_amc(files: Path):
     written, reread = read_h5md(forecast)[0], read_h5md(back)[0]
     assert reread.n_frames == written.n_frames
     np.testing.assert_allclose(reread.positions[:10], written.positions[:10], atol=1e-4)
+
+
+def test_bvh_export_of_an_asf_system_reproduces_the_tips(files: Path):
+    from dynforecast.io.export import export_trajectory
+
+    out = files / "walk.h5"
+    assert _ingest(str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(out)).exit_code == 0
+    traj = read_h5md(out)[0]
+    export_trajectory(traj, files / "walk.bvh")
+    bvh = files / "bvh.h5"
+    assert _ingest(str(files / "walk.bvh"), "-o", str(bvh)).exit_code == 0
+    back = read_h5md(bvh)[0]
+    assert back.names == ["root", "upper", "lower", "lower_end"]
+    # BVH joints sit at bone bases: root, upper's base (= root), lower's base (= upper's tip)
+    np.testing.assert_allclose(back.positions[:, [0, 2, 3]], traj.positions, atol=2e-5)
+    np.testing.assert_allclose(back.positions[:, 1], traj.positions[:, 0], atol=2e-5)
