@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast.console import log
 from dynforecast.errors import UsageError
 from dynforecast.io.asf import AsfSkeleton, parse_asf
 from dynforecast.io.asf_kinematics import forward_kinematics
@@ -97,6 +98,13 @@ def write_amc(traj: Trajectory, path: Path, *, overwrite: bool = False) -> None:
     params = traj.parameters
     degrees = bool(np.asarray(params.get("amc_degrees", [1])).ravel()[0])
     motion = inverse_kinematics(skeleton, traj.positions, degrees=degrees)
+    tips = forward_kinematics(skeleton, motion, degrees=degrees)[0]
+    error = float(np.abs(tips - traj.positions).max()) if traj.n_frames else 0.0
+    if error > 1e-5 * max(1.0, float(np.abs(traj.positions).max())):
+        log(
+            f"warning: {path}: the AMC values place bone tips up to {error:.4g} away from the "
+            "positions (stretched bones, or inverse kinematics did not converge)"
+        )
     header = [h for h in _strings(params.get("amc_header", [""])) if h]
     bones = [b for b in _strings(params.get("amc_bones", [""])) if b]
     if not bones:
