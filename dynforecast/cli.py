@@ -297,6 +297,18 @@ DeviceOption = Annotated[
 ]
 
 
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Only errors and the result line (no logs, progress)."),
+]
+
+
+def _set_quiet(quiet: bool) -> None:
+    from dynforecast.console import set_quiet
+
+    set_quiet(quiet)
+
+
 def _given_command(ctx: typer.Context, leave_out: tuple[str, ...] = ()) -> list[str]:
     """The words of the command as the user gave it (subcommand, arguments, options set on the
     command line), rebuilt from the parsed values so it also works under torchrun and tests."""
@@ -420,6 +432,14 @@ def train(
         int | None,
         typer.Option(help="Train this many ensemble members (seeds seed.. into OUT/seed-<s>)."),
     ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="A paper's protocol as one preset: md17, adk, motion or nbody (window, graph, "
+            "split, optimiser); --config, --set and options override it."
+        ),
+    ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a model; SIGTERM/SIGUSR1/Ctrl-C checkpoint, exit 75 (130) and print the resume command.
 
@@ -442,7 +462,8 @@ def train(
         "optim.compile": True if compile_model else None,
         "optim.val_every": val_every,
     }
-    resolved = resolve_config(config, set_ or [], options)
+    _set_quiet(quiet)
+    resolved = resolve_config(config, set_ or [], options, protocol=protocol)
     if print_config:
         from dynforecast.train.print_config import resolved_toml
 
@@ -496,9 +517,12 @@ def evaluate(
         typer.Option(help="Error-versus-horizon plot, .png (--rollout).", dir_okay=False),
     ] = None,
     overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """MSE of a checkpoint on a split, with the stay, constant-velocity and linear baselines."""
     import json
+
+    _set_quiet(quiet)
 
     from dynforecast.evaluate import evaluate_checkpoint
 
@@ -563,9 +587,12 @@ def predict(
     ] = None,
     overwrite: OverwriteOption = False,
     device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Autoregressive rollout to H5MD (observables/is_forecast marks predicted frames)."""
     from dynforecast.predict import predict_file
+
+    _set_quiet(quiet)
 
     summary = predict_file(
         data,

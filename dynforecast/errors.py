@@ -47,6 +47,13 @@ class DivergenceError(DynforecastError):
     exit_code = 6
 
 
+class DistributedError(DynforecastError):
+    """A distributed run cannot form its process group, or another rank ended or stopped
+    answering; every rank stops and the run resumes from last.pt (exit 7)."""
+
+    exit_code = 7
+
+
 class Interrupted(DynforecastError):
     """Training stopped on SIGTERM/SIGUSR1 after writing a checkpoint; rerun to resume (exit 75).
 

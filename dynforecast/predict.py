@@ -223,6 +223,9 @@ def predict_file(
         member.to(torch_device)
     spec = setup.window_spec(trained.config)
     plan = RolloutPlan.for_spec(spec)
+    from dynforecast.train.summary import window_line
+
+    log(f"window {window_line(spec, chosen.time_step, chosen.time_unit)}; system {chosen.name}")
 
     def run(model: ForecastModel) -> Rollout:
         return rollout(

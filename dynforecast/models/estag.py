@@ -139,7 +139,8 @@ class TemporalLayer(nn.Module):
         if self.mask == "forward":
             frames = h.shape[1]
             future = torch.ones(frames, frames, dtype=torch.bool, device=h.device).triu(1)
-            scores = scores.masked_fill(future, MASKED_SCORE)
+            # -1e9 as the reference; float16 (autocast) holds down to -65504, which masks too.
+            scores = scores.masked_fill(future, max(MASKED_SCORE, torch.finfo(scores.dtype).min))
         return short_row_softmax(scores), value
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -165,8 +165,9 @@ class EdgeMessageMLP(nn.Module):
         pre += sender.view(h.shape).index_select(0, edge_src)
         # The radial term r_ij w_r as a rank-1 update of the flat [E*S, H] view: its backward is
         # two thin matrix products instead of two broadcast [E, *S, H] products and reductions.
-        radial_weight = weight[:, 2 * hidden : 2 * hidden + 1].t()
-        pre.view(-1, hidden).addmm_(squared_distance.reshape(-1, 1), radial_weight)
+        # (In-place ops escape autocast: the operands take pre's dtype, a no-op without it.)
+        radial_weight = weight[:, 2 * hidden : 2 * hidden + 1].t().to(pre.dtype)
+        pre.view(-1, hidden).addmm_(squared_distance.reshape(-1, 1).to(pre.dtype), radial_weight)
         if self.edge_feature_dim:
             if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
                 got = None if edge_features is None else tuple(edge_features.shape)

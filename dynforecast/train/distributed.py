@@ -1,20 +1,29 @@
-"""Data-parallel training (DDP) when launched by ``torchrun``/``srun``; a no-op otherwise.
+"""Data-parallel training (DDP) when launched by ``torchrun`` or ``srun``; a no-op otherwise.
 
 The loop calls these few functions unconditionally, so single-process CPU/GPU runs and
 multi-process runs share one code path: each rank takes every ``world_size``-th window of the
 epoch's permutation (padded so that all ranks run the same number of steps, which DDP's
 collective gradient averaging needs), sums of errors are all-reduced before they become metrics,
-and only rank 0 writes files.
+and only rank 0 writes files. Where a run is in its epoch is counted in windows of the epoch's
+permutation, not in per-rank batches, so a checkpoint resumes under any number of ranks.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
 from torch import nn
+
+from dynforecast.errors import DistributedError, UsageError
+from dynforecast.train.launch import detect_launch
+
+#: Default collective timeout (s): long enough for rank 0 to write a checkpoint or validate
+#: while the others wait, short enough that a job with a hung rank does not burn its allocation.
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -22,13 +31,15 @@ class DistContext:
     """rank/world_size of this process; local_rank picks its GPU.
 
     ``launched`` is True under torchrun/srun even for a world of one process, so that a
-    one-GPU job exercises the same process group and DDP wrapper as a multi-GPU one.
+    one-GPU job exercises the same process group and DDP wrapper as a multi-GPU one;
+    ``launcher`` says which ("torchrun", "slurm").
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     launched: bool = False
+    launcher: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -40,33 +51,134 @@ class DistContext:
 
 
 def init_from_env(device: torch.device) -> DistContext:
-    """Join the process group described by torchrun's environment (RANK and WORLD_SIZE set),
-    else run as a single process without one."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+    """Join the process group of a torchrun or srun launch (`dynforecast.train.launch`), else run
+    as a single process without one.
+
+    The backend is NCCL for CUDA devices, gloo for the CPU. Joining and every collective time out
+    after `collective_timeout` seconds, so a rank whose peer hangs ends instead of waiting
+    forever (a peer that dies is noticed at once: its sockets close). Raises DistributedError
+    when the group cannot be formed, UsageError for malformed launch variables.
+    """
+    launch = detect_launch()
+    if launch is None:
         return DistContext()
-    world_size = int(os.environ["WORLD_SIZE"])
     import torch.distributed as dist
 
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, launched=True)
+        # NCCL's watchdog then aborts a rank stuck in a collective past the timeout (the default
+        # of recent torch releases; set for older ones).
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        options: dict[str, object] = {
+            "backend": "nccl" if device.type == "cuda" else "gloo",
+            "timeout": timedelta(seconds=collective_timeout()),
+        }
+        if launch.init_method is not None:
+            options.update(
+                init_method=launch.init_method, rank=launch.rank, world_size=launch.world_size
+            )
+        try:
+            dist.init_process_group(**options)  # type: ignore[arg-type]
+        except (RuntimeError, ValueError) as exc:
+            raise DistributedError(
+                f"{launch.describe()}: cannot join the process group ({_reason(exc)})"
+            ) from None
+    return DistContext(
+        rank=launch.rank,
+        world_size=launch.world_size,
+        local_rank=launch.local_rank,
+        launched=True,
+        launcher=launch.launcher,
+    )
+
+
+def close(context: DistContext) -> None:
+    """Leave the process group (end of a run); nothing without one."""
+    if context.enabled:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def collective_timeout() -> float:
+    """Seconds a rank waits for its peers: $DYNFORECAST_DDP_TIMEOUT, default `DEFAULT_TIMEOUT_S`.
+
+    It must exceed the longest time one rank can spend alone: reading the data, rank 0 writing a
+    checkpoint, compiling. Raises UsageError for a value that is not a positive number.
+    """
+    text = os.environ.get("DYNFORECAST_DDP_TIMEOUT", "")
+    if text == "":
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(
+            "environment variable DYNFORECAST_DDP_TIMEOUT: expected a positive number of "
+            f"seconds (got {text!r})"
+        )
+    return value
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed because a peer ended, hung or went away."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    markers = ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset", "timed out")
+    return isinstance(exc, RuntimeError) and any(word in text for word in markers)
+
+
+def peer_failure(exc: BaseException, context: DistContext) -> DistributedError:
+    """The one-line error of a rank whose collective failed (a peer ended or timed out)."""
+    return DistributedError(
+        f"rank {context.rank} of {context.world_size}: another rank ended or stopped answering "
+        f"({_reason(exc)}); all ranks stop; rerun the job to resume from the run's last.pt"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def local_device(device: torch.device, context: DistContext) -> torch.device:
-    """One GPU per process: cuda -> cuda:<local_rank> under DDP."""
+    """One GPU per process: cuda -> cuda:<local_rank> under DDP, modulo the GPUs this process
+    sees (``srun --gpus-per-task=1`` leaves each task one visible GPU: cuda:0), made current."""
     if context.enabled and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", context.local_rank)
+        count = max(torch.cuda.device_count(), 1)
+        device = torch.device("cuda", context.local_rank % count)
+        torch.cuda.set_device(device)
     return device
 
 
+def epoch_remainder(order: np.ndarray, done: int, world_size: int) -> np.ndarray:
+    """The epoch's windows still to visit, padded to a multiple of ``world_size``.
+
+    ``order`` is the epoch's permutation, ``done`` how many of its windows earlier steps
+    consumed (under any world size). Padding repeats windows from the permutation's start, so
+    that for a fixed world size a resumed epoch pads exactly as the uninterrupted one did.
+    """
+    rest = order[done:]
+    missing = -len(rest) % world_size
+    if missing == 0 or len(order) == 0:
+        return rest
+    return np.concatenate([rest, np.resize(order, missing)])
+
+
 def shard(window_ids: np.ndarray, context: DistContext) -> np.ndarray:
-    """This rank's share of an ordered id array, wrapped around so every rank gets equally many."""
+    """This rank's share of an ordered id array, wrapped around so every rank gets equally many.
+
+    Batch i of rank r holds the global positions [i B W, (i + 1) B W) of the padded order, so
+    after k steps of a per-rank batch B, k B W windows of the order are done.
+    """
     if not context.enabled or len(window_ids) == 0:
         return window_ids
-    per_rank = -(-len(window_ids) // context.world_size)
-    padded = np.resize(window_ids, per_rank * context.world_size)
+    padded = epoch_remainder(window_ids, 0, context.world_size)
     return padded[context.rank :: context.world_size]
 
 

@@ -158,7 +158,8 @@ def train(
     device = local_device(device, context)
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
-    resolved = setup.resolve_config(config, systems, builtin=builtin)
+    notes: list[str] = []
+    resolved = setup.resolve_config(config, systems, builtin=builtin, notes=notes)
     dataset = setup.build_dataset(systems, resolved)
     splits = setup.build_splits(dataset, resolved)
     if len(splits["train"]) == 0 or len(splits["val"]) == 0:
@@ -167,6 +168,9 @@ def train(
             f"windows (got {len(splits['train'])} and {len(splits['val'])}); give both a "
             "positive fraction"
         )
+    setup.check_recorded_split(systems, dataset, splits, resolved)
+    resolved = setup.resolve_batch_size(resolved, len(splits["train"]), notes)
+    resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
     resolved = setup.with_model_config(resolved, model)
@@ -184,7 +188,7 @@ def train(
     try:
         return _train_locked(
             run_dir, resolved, systems, dataset, splits, model, context, device,
-            data_path, checksum, started, on_epoch_end, given,
+            data_path, checksum, started, on_epoch_end, given, notes,
         )  # fmt: skip
     except Interrupted as stop:
         if command is None:
@@ -202,6 +206,9 @@ def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
     resolved = setup.resolve_config(config, systems, builtin=builtin)
+    dataset = setup.build_dataset(systems, resolved)
+    splits = setup.build_splits(dataset, resolved)
+    resolved = setup.resolve_batch_size(resolved, len(splits["train"]), [])
     seed_everything(resolved.seed)
     return setup.with_model_config(resolved, setup.build_model(resolved))
 
@@ -220,6 +227,7 @@ def _train_locked(
     started: float,
     on_epoch_end: EpochHook | None,
     given: dict[str, Any],
+    notes: Sequence[str] = (),
 ) -> TrainSummary:
     """The part of `train` that runs while the run directory's lock is held."""
     resume = None
@@ -255,8 +263,23 @@ def _train_locked(
     baselines_mse = {
         name: baselines[name].mse if name in baselines else None for name in setup.BASELINES
     }
+    if context.is_main:
+        from dynforecast.train.summary import start_block
+
+        for line in start_block(
+            device=device,
+            config=resolved,
+            n_parameters=sum(p.numel() for p in model.parameters()),
+            dataset=dataset,
+            splits=splits,
+            time_unit=systems[0].time_unit,
+            baselines=baselines_mse,
+            mse_unit=setup.squared_unit(signature.length_unit),
+            notes=notes,
+        ):
+            console.log(line)
     metadata = {
-        "train_config": resolved.to_dict(),
+        "train_config": setup.recorded_config(resolved),
         "data_signature": signature.to_dict(),
         "data_checksum": checksum,
         "data_path": str(data_path),
