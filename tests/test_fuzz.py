@@ -122,3 +122,20 @@ def test_findings_are_saved_with_inputs_and_traceback(tmp_path, monkeypatch):
     saved = list((tmp_path / "res").rglob("finding.txt"))
     assert saved and "KeyError: 'injected'" in saved[0].read_text()
     assert any(p.suffix == ".bvh" for p in saved[0].parent.iterdir())
+
+
+@pytest.mark.parametrize("frame", [0, 1])
+def test_fuzz_finding_non_finite_lattice_is_an_input_error(tmp_path, frame):
+    from typer.testing import CliRunner
+
+    from dynforecast.cli import app
+
+    good = 'Lattice="10 0 0 0 10 0 0 0 10" Properties=species:S:1:pos:R:3'
+    bad = 'Lattice="10 nan 0 0 10 0 0 0 10" Properties=species:S:1:pos:R:3'
+    frames = [bad if k == frame else good for k in range(2)]
+    text = "".join(f"2\n{c}\nH 0 0 0\nH 0.74 0 0\n" for c in frames)
+    path = tmp_path / "nan_cell.extxyz"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["ingest", str(path), "-o", str(tmp_path / "x.h5")])
+    assert result.exit_code == 3, result.output
+    assert f"{path}: frame {frame}: the Lattice has a NaN or infinite value" in result.output

@@ -222,6 +222,9 @@ def open_xyz(
     species = atoms0.numbers.astype(np.int32)
     has_velocities = "momenta" in atoms0.arrays
     clock = Clock.of(atoms0.info)
+    if not np.isfinite(atoms0.cell.array).all():  # ase's neighbour list would fail on it
+        frames.close()
+        raise InputError(f"{path}: frame 0: the Lattice has a NaN or infinite value")
     bonds = infer_bonds(atoms0)
     notes: list[IngestNote] = []
     kept = None
@@ -427,6 +430,11 @@ class _Reading:
                 f"(frame 0 has {_flags(self.pbc)})"
             )
         cells = np.stack([atoms.cell.array for atoms in frames])
+        bad = np.flatnonzero(~np.isfinite(cells).all(axis=(1, 2)))
+        if bad.size:
+            raise InputError(
+                f"{self.path}: frame {int(step[bad[0]])}: the Lattice has a NaN or infinite value"
+            )
         lattice = cells.reshape(len(frames), -1).any(axis=1)
         zero_axis = ~cells.any(axis=2) & pbc & lattice[:, None]  # periodic axis, zero vector
         if zero_axis.any():
