@@ -138,4 +138,4 @@ def test_fuzz_finding_non_finite_lattice_is_an_input_error(tmp_path, frame):
     path.write_text(text)
     result = CliRunner().invoke(app, ["ingest", str(path), "-o", str(tmp_path / "x.h5")])
     assert result.exit_code == 3, result.output
-    assert f"{path}: frame {frame}: the Lattice has a NaN or infinite value" in result.output
+    assert f"{path}: non-finite (NaN or inf) unit cell in frame {frame}" in result.output

@@ -224,7 +224,7 @@ def open_xyz(
     clock = Clock.of(atoms0.info)
     if not np.isfinite(atoms0.cell.array).all():  # ase's neighbour list would fail on it
         frames.close()
-        raise InputError(f"{path}: frame 0: the Lattice has a NaN or infinite value")
+        raise InputError(f"{path}: non-finite (NaN or inf) unit cell in frame 0")
     bonds = infer_bonds(atoms0)
     notes: list[IngestNote] = []
     kept = None
@@ -430,11 +430,6 @@ class _Reading:
                 f"(frame 0 has {_flags(self.pbc)})"
             )
         cells = np.stack([atoms.cell.array for atoms in frames])
-        bad = np.flatnonzero(~np.isfinite(cells).all(axis=(1, 2)))
-        if bad.size:
-            raise InputError(
-                f"{self.path}: frame {int(step[bad[0]])}: the Lattice has a NaN or infinite value"
-            )
         lattice = cells.reshape(len(frames), -1).any(axis=1)
         zero_axis = ~cells.any(axis=2) & pbc & lattice[:, None]  # periodic axis, zero vector
         if zero_axis.any():
