@@ -297,6 +297,8 @@ def _train_locked(
                     "given_config": given,
                 },
             )
+        else:
+            _record_resumable_changes(run_dir / CONFIG_FILE, resolved, given)
     barrier(context)
     result = fit(
         model,
@@ -383,6 +385,33 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[prefix + key] = value
     return out
+
+
+def _record_resumable_changes(path: Path, resolved: TrainConfig, given: dict[str, Any]) -> None:
+    """Rewrite config.json's resumable keys (`RESUMABLE_CHANGES`) with the resumed run's values.
+
+    A resume with a larger ``--epochs`` (or another patience or device) must leave a config.json
+    that describes the run as it now is: `dynforecast report` reads its planned epochs from it,
+    and ``--config config.json`` must repeat the run actually done. Other keys are unchanged (a
+    resume with other values is refused before this point).
+    """
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # an unreadable config.json is reported by `report`; training goes on
+    for section, now in (("train_config", resolved.to_dict()), ("given_config", given)):
+        recorded = meta.get(section)
+        if not isinstance(recorded, dict):
+            continue
+        for key in RESUMABLE_CHANGES:
+            *parents, leaf = key.split(".")
+            source, target = now, recorded
+            for part in parents:
+                source = source.get(part, {})
+                target = target.setdefault(part, {}) if isinstance(target, dict) else None
+            if isinstance(target, dict) and isinstance(source, dict) and leaf in source:
+                target[leaf] = source[leaf]
+    _write_json(path, meta)
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
