@@ -27,8 +27,10 @@ RULE = "|---|---|---|---|---|---|---|---|"
 
 
 def load_results(folder: Path) -> list[dict]:
-    """Every cell record under ``folder``."""
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.rglob("*.json"))]
+    """Every cell record (``<model>-seed<S>.json``) under ``folder``; other JSON there (the
+    learning-rate sweeps) is not a cell."""
+    paths = sorted(folder.rglob("*-seed*.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
 
 
 def _number(value: float | None, scale: float) -> str:
