@@ -32,7 +32,8 @@ class DistContext:
 
     ``launched`` is True under torchrun/srun even for a world of one process, so that a
     one-GPU job exercises the same process group and DDP wrapper as a multi-GPU one;
-    ``launcher`` says which ("torchrun", "slurm").
+    ``launcher`` says which ("torchrun", "slurm"); ``local_world_size`` counts the ranks on
+    this node (they share its CPUs).
     """
 
     rank: int = 0
@@ -40,6 +41,7 @@ class DistContext:
     local_rank: int = 0
     launched: bool = False
     launcher: str | None = None
+    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -88,6 +90,7 @@ def init_from_env(device: torch.device) -> DistContext:
         local_rank=launch.local_rank,
         launched=True,
         launcher=launch.launcher,
+        local_world_size=launch.local_world_size,
     )
 
 

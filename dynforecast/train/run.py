@@ -42,14 +42,30 @@ from dynforecast.io.checksum import file_checksum
 from dynforecast.train import setup
 from dynforecast.train.checkpoint import load_checkpoint, versions
 from dynforecast.train.config import TrainConfig, config_from_dict
-from dynforecast.train.distributed import any_rank, barrier, init_from_env, local_device
+from dynforecast.train.distributed import (
+    any_rank,
+    barrier,
+    close,
+    init_from_env,
+    is_peer_failure,
+    local_device,
+    peer_failure,
+)
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
+from dynforecast.train.parallel import prepare_parallel_setup
+from dynforecast.train.precision import resolve_precision
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
-RESUMABLE_CHANGES = ("optim.epochs", "optim.early_stopping_patience", "device", "optim.compile")
+RESUMABLE_CHANGES = (
+    "optim.epochs",
+    "optim.early_stopping_patience",
+    "device",
+    "optim.compile",
+    "optim.precision",
+)
 #: config.json key of the baselines' validation MSE (`dynforecast report` draws them).
 BASELINES_KEY = "baselines_val_mse"
 
@@ -67,6 +83,8 @@ class TrainSummary:
     unit: str
     resumed_from_epoch: int | None
     seconds: float
+    #: False on DDP ranks other than 0, which print no result line.
+    is_main: bool = True
 
     def line(self) -> str:
         """One result line for stdout."""
@@ -144,18 +162,47 @@ def train(
     *,
     on_epoch_end: EpochHook | None = None,
     command: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> TrainSummary:
     """Train (or resume) a run; see the module docstring for what the run directory holds.
 
     ``command`` (the CLI's argv after the program name) makes a stop message name the exact
     resume command. Raises OutputError if a live process holds the run directory, UsageError for
     another model or configuration in it, CompatibilityError for other data, `Interrupted` on a
-    stop signal or Ctrl-C (after writing last.pt).
+    stop signal or Ctrl-C (after writing last.pt), DistributedError when another rank of a DDP
+    run ended or stopped answering. ``threads`` overrides the CPU thread count
+    (`dynforecast.train.threads`).
     """
     started = time.perf_counter()
     device = setup.resolve_device(config.device)
+    resolve_precision(config.optim.precision, config.optim.amp, device, config.dtype)
     context = init_from_env(device)
+    try:
+        return _train_in_group(
+            data, config, run_dir, context, device, started, on_epoch_end, command, threads
+        )
+    except (RuntimeError, ValueError) as exc:  # a collective failed: a peer ended or hung
+        if context.enabled and is_peer_failure(exc):
+            raise peer_failure(exc, context) from None
+        raise
+    finally:
+        close(context)
+
+
+def _train_in_group(
+    data: Path | None,
+    config: TrainConfig,
+    run_dir: Path | None,
+    context: Any,
+    device: torch.device,
+    started: float,
+    on_epoch_end: EpochHook | None,
+    command: Sequence[str] | None,
+    threads: int | None,
+) -> TrainSummary:
+    """`train` once this process is in its process group (or alone)."""
     device = local_device(device, context)
+    parallel_lines = prepare_parallel_setup(config, context, device, threads)
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
     resolved = setup.resolve_config(config, systems, builtin=builtin)
@@ -184,7 +231,7 @@ def train(
     try:
         return _train_locked(
             run_dir, resolved, systems, dataset, splits, model, context, device,
-            data_path, checksum, started, on_epoch_end, given,
+            data_path, checksum, started, on_epoch_end, given, parallel_lines,
         )  # fmt: skip
     except Interrupted as stop:
         if command is None:
@@ -220,6 +267,7 @@ def _train_locked(
     started: float,
     on_epoch_end: EpochHook | None,
     given: dict[str, Any],
+    parallel_lines: Sequence[str] = (),
 ) -> TrainSummary:
     """The part of `train` that runs while the run directory's lock is held."""
     resume = None
@@ -238,6 +286,8 @@ def _train_locked(
             )
     elif context.is_main:
         console.log(f"run directory {run_dir}")
+    for line in parallel_lines:
+        console.log(line)
     signature = setup.data_signature(
         systems, dataset, velocities_used=setup.uses_velocities(model, dataset, splits["train"])
     )
@@ -298,6 +348,7 @@ def _train_locked(
         unit=setup.squared_unit(signature.length_unit),
         resumed_from_epoch=int(resume["epoch"]) if resume is not None else None,
         seconds=time.perf_counter() - started,
+        is_main=context.is_main,
     )
 
 
