@@ -255,8 +255,8 @@ def generate_nbody(
         str | None,
         typer.Option(
             help="An EGNN data set instead of --trajectories: nbody_small (EGNN's exact "
-            "3000/2000/2000 train/valid/test) or shortcut (stream 0-6999); split it with "
-            "--set split.mode=systems --set 'split.fractions=[0.4286, 0.2857, 0.2857]'."
+            "3000/2000/2000 train/valid/test) or shortcut (stream 0-6999); the file records "
+            "its protocol and split, which train uses."
         ),
     ] = None,
     overwrite: OverwriteOption = False,
@@ -295,6 +295,18 @@ DeviceOption = Annotated[
     str | None,
     typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:<index>.", show_default="auto"),
 ]
+
+
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Only errors and the result line (no logs, progress)."),
+]
+
+
+def _set_quiet(quiet: bool) -> None:
+    from dynforecast.console import set_quiet
+
+    set_quiet(quiet)
 
 
 def _given_command(ctx: typer.Context, leave_out: tuple[str, ...] = ()) -> list[str]:
@@ -391,8 +403,8 @@ def train(
         int | None,
         typer.Option(
             help="Windows per step of each process (optim.batch_size); under DDP the global "
-            "batch is this times the number of processes.",
-            show_default="100",
+            "batch is this times the number of processes (printed at the start).",
+            show_default="training windows / 10, 1 to 100, divided among the processes",
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="optim.lr", show_default="5e-4")] = None,
@@ -441,6 +453,14 @@ def train(
         int | None,
         typer.Option(help="Train this many ensemble members (seeds seed.. into OUT/seed-<s>)."),
     ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="A paper's protocol as one preset: md17, adk, motion or nbody (window, graph, "
+            "split, optimiser); --config, --set and options override it."
+        ),
+    ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a model; SIGTERM/SIGUSR1/Ctrl-C checkpoint, exit 75 (130) and print the resume command.
 
@@ -464,7 +484,8 @@ def train(
         "optim.val_every": val_every,
         "optim.precision": precision,
     }
-    resolved = resolve_config(config, set_ or [], options)
+    _set_quiet(quiet)
+    resolved = resolve_config(config, set_ or [], options, protocol=protocol)
     if print_config:
         from dynforecast.train.print_config import resolved_toml
 
@@ -520,9 +541,12 @@ def evaluate(
         typer.Option(help="Error-versus-horizon plot, .png (--rollout).", dir_okay=False),
     ] = None,
     overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """MSE of a checkpoint on a split, with the stay, constant-velocity and linear baselines."""
     import json
+
+    _set_quiet(quiet)
 
     from dynforecast.evaluate import evaluate_checkpoint
 
@@ -587,9 +611,12 @@ def predict(
     ] = None,
     overwrite: OverwriteOption = False,
     device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Autoregressive rollout to H5MD (observables/is_forecast marks predicted frames)."""
     from dynforecast.predict import predict_file
+
+    _set_quiet(quiet)
 
     summary = predict_file(
         data,

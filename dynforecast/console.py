@@ -22,3 +22,9 @@ def is_interactive() -> bool:
 def log(message: str) -> None:
     """One log line on stderr."""
     stderr.print(message, markup=False, soft_wrap=True)
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: silence logs, warnings and progress on stderr (errors are printed apart, by
+    the CLI's error handler, and results go to stdout, so both remain)."""
+    stderr.quiet = quiet

@@ -117,6 +117,7 @@ def evaluate_checkpoint(
     ids = np.arange(len(dataset), dtype=np.int64) if split == "all" else splits[split]
     if len(ids) == 0:
         raise UsageError(f"{data}: the {split} split has no windows; try --split all")
+    _log_window_and_split(config, dataset, splits, split, systems[0].time_unit)
     models = {"model": model, **setup.baseline_models(dataset)}
     train_ids = splits["train"]
     if len(train_ids):
@@ -169,3 +170,14 @@ def _dtype(name: str) -> Any:
     import torch
 
     return getattr(torch, name)
+
+
+def _log_window_and_split(
+    config: Any, dataset: Any, splits: dict[str, np.ndarray], scored: str, time_unit: str
+) -> None:
+    """One stderr line each: the checkpoint's window and split, and which split is scored."""
+    from dynforecast.console import log
+    from dynforecast.train.summary import split_line, window_line
+
+    log(f"window {window_line(dataset.spec, dataset.time_step, time_unit)}")
+    log(f"split {split_line(config, splits)}; scoring {scored}")

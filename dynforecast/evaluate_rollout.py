@@ -182,6 +182,9 @@ def evaluate_rollout(
     spec = dataset.spec
     plan = RolloutPlan.for_spec(spec)
     chosen = choose_starts(dataset, ids, plan, steps, starts)
+    from dynforecast.evaluate import _log_window_and_split
+
+    _log_window_and_split(config, dataset, splits, split, systems[0].time_unit)
     frame_time = float(dataset.time_step)
     grid_dt = plan.grid * frame_time
     has_velocities = dataset.has_velocities

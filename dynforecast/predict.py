@@ -41,6 +41,7 @@ from dynforecast.rollout import (
     advance,
 )
 from dynforecast.train import setup
+from dynforecast.train.summary import window_line
 
 __all__ = ["DIVERGENCE_FACTOR", "Rollout", "RolloutPlan", "SingleSystemBatcher", "rollout"]
 
@@ -243,6 +244,7 @@ def predict_file(
         result = run(trained.model)
     else:
         result, spread, _ = ensemble_rollout([m.model for m in members], run)
+    log(f"window {window_line(spec, chosen.time_step, chosen.time_unit)}; system {chosen.name}")
     write_h5md(
         output,
         [result.trajectory],

@@ -338,7 +338,7 @@ def test_predict_refuses_an_unknown_export_format_before_writing_anything(worksp
     )  # fmt: skip
     assert result.exit_code == 4
     assert result.stderr == (
-        f"error: {export}: unknown export extension '.dcd' (supported: .pdb, .xyz, .extxyz, .bvh)\n"
+        f"error: {export}: unknown export extension '.dcd' (supported: .pdb, .xyz, .extxyz, .bvh, .amc)\n"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -355,7 +355,8 @@ def test_diverging_rollout_writes_frames_then_exits_6(workspace, tmp_path):
         "predict", data, "--checkpoint", broken, "--start", 20, "--steps", 50, "-o", output
     )
     assert result.exit_code == 6
-    message = result.stderr.strip()
+    window, message = result.stderr.strip().splitlines()  # the window used, then the error
+    assert window.startswith("window T=10 frames 1 apart")
     assert message.startswith(f"error: {output}: rollout diverged: step ")
     assert "from the initial centroid, beyond 10 x the initial extent" in message
     predicted = int(message.split(" given and ")[1].split(" predicted")[0])
@@ -413,6 +414,18 @@ def test_predict_checks_the_export_format_on_the_data_before_writing_anything(wo
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith(f"error: {export}: ")
     assert len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_refuses_an_amc_export_of_data_without_asf_before_writing(workspace, tmp_path):
+    _, data, run, _ = workspace
+    output, export = tmp_path / "f.h5", tmp_path / "f.amc"
+    result = invoke(
+        "predict", data, "--checkpoint", run / "best.pt", "--steps", 2, "-o", output,
+        "--export", export,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert "has no ASF skeleton" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -245,3 +245,22 @@ def test_report_summarises_and_plots_the_curves_of_metrics_csv(workspace, tmp_pa
     np.testing.assert_allclose(lines["validation"].get_ydata(), [float(r["val_mse"]) for r in rows])
     baselines = json.loads((run / "config.json").read_text())["baselines_val_mse"]
     assert lines["stay (val)"].get_ydata()[0] == pytest.approx(baselines["stay"])
+
+
+def test_an_epochs_extension_is_what_report_and_config_json_show(workspace, tmp_path):
+    data, reference_run = workspace
+    run = tmp_path / "extended"
+    assert invoke("train", data, *SMALL, "--epochs", 1, "--out", run).exit_code == 0
+    extended = invoke("train", data, *SMALL, "--epochs", 2, "--out", run)
+    assert extended.exit_code == 0, extended.stderr
+    assert f"resuming {run / 'last.pt'}: 1 epoch done" in extended.stderr
+    assert _metrics(run / "metrics.csv") == _metrics(reference_run / "metrics.csv")
+    report = invoke("report", run)
+    assert report.exit_code == 0, report.stderr
+    assert "epochs     2 of 2 (finished)" in report.stdout
+    assert re.search(r"optim\.epochs\s+= 2 \(default 20\)", report.stdout)
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["train_config"]["optim"]["epochs"] == 2
+    again = invoke("train", data, "--config", run / "config.json", "--out", tmp_path / "again")
+    assert again.exit_code == 0, again.stderr
+    assert _metrics(tmp_path / "again" / "metrics.csv") == _metrics(run / "metrics.csv")

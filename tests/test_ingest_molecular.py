@@ -465,7 +465,7 @@ def test_export_refuses_non_finite_positions_and_unknown_extensions(tmp_path):
         export_trajectory(traj, tmp_path / "out.gro")
     assert str(caught.value) == (
         f"{tmp_path / 'out.gro'}: unknown export extension '.gro' "
-        "(supported: .pdb, .xyz, .extxyz, .bvh)"
+        "(supported: .pdb, .xyz, .extxyz, .bvh, .amc)"
     )
     traj.positions[2, 5, 1] = np.inf
     for name in ("out.pdb", "out.xyz"):

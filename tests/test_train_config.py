@@ -21,7 +21,7 @@ def test_defaults_round_trip_through_dict():
     config = TrainConfig()
     assert config_from_dict(config.to_dict()) == config
     assert config.to_dict()["model"] == {"name": "estag"}
-    assert config.to_dict()["data"]["split"]["fractions"] == [0.8, 0.1, 0.1]
+    assert config.to_dict()["data"]["split"]["fractions"] is None  # auto (train/auto.py)
 
 
 @pytest.mark.parametrize(

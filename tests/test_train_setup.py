@@ -16,15 +16,18 @@ def _resolve(systems, *overrides, builtin=False):
     return setup.resolve_config(resolve_config(None, list(overrides)), systems, builtin=builtin)
 
 
-def test_estag_window_follows_the_model_and_charges_set_node_attrs():
-    systems = [make_system("a", 30, 4, charges=True)]
+def test_estag_window_follows_the_window_and_varying_charges_set_node_attrs():
+    systems = [make_system("a", 1000, 4, charges=True)]
+    systems[0].charges[:] = [1.0, -1.0, 1.0, -1.0]
     config = _resolve(systems)
-    assert config.data.window.past_frames == 10 and config.data.window.spacing == 1
+    assert config.data.window.past_frames == 10 and config.data.window.spacing == 10
     assert config.model.hyperparameters == {"num_past_frames": 10, "node_attr_dim": 1}
     config = _resolve(systems, "window.past_frames=4")
     assert config.model.hyperparameters["num_past_frames"] == 4
     config = _resolve(systems, "model.num_past_frames=6")
     assert config.data.window.past_frames == 6
+    systems[0].charges[:] = 0.5  # one charge: a constant input is left out
+    assert _resolve(systems).model.hyperparameters["node_attr_dim"] == 0
 
 
 def test_conflicting_frame_counts_are_refused():
@@ -35,14 +38,17 @@ def test_conflicting_frame_counts_are_refused():
     )
 
 
-def test_models_without_a_frame_count_take_one_frame_with_velocities_else_two():
-    assert (
-        _resolve(
-            [make_system("a", 9, 3, velocities=True)], "model.name=sake"
-        ).data.window.past_frames
-        == 1
-    )
-    assert _resolve([make_system("a", 9, 3)], "model.name=sake").data.window.past_frames == 2
+def test_every_model_gets_the_same_data_driven_window():
+    systems = [make_system("a", 1000, 3, velocities=True)]  # species 1..3: a molecule
+    windows = {
+        name: _resolve(systems, f"model.name={name}").data.window
+        for name in ("estag", "sake", "egnn")
+    }
+    assert {(w.past_frames, w.spacing, w.horizon) for w in windows.values()} == {(10, 10, None)}
+    short = [make_system("a", 100, 3)]  # too short for D=10: shortened until val/test fit
+    config = _resolve(short, "model.name=sake")
+    assert (config.data.window.past_frames, config.data.window.spacing) == (10, 1)
+    assert config.data.split.fractions == (0.6, 0.2, 0.2)
 
 
 def test_protocols_fill_unset_window_fields():
@@ -69,12 +75,11 @@ def test_graph_and_split_auto():
     many = [make_system(f"s{i}", 30, 4) for i in range(10)]
     config = _resolve(many)
     assert (config.data.graph.kind, config.data.split.mode) == ("all_pairs", "systems")
-    with pytest.raises(UsageError) as caught:
-        _resolve([make_system("big", 12, 201)])
-    assert str(caught.value) == (
-        "the data has systems without bonds and up to 201 particles; set "
-        "--set graph.kind=radius --set graph.cutoff=<length>"
-    )
+    notes: list[str] = []
+    big = [make_system("big", 12, 201)]
+    config = setup.resolve_config(resolve_config(None, []), big, notes=notes)
+    assert config.data.graph.kind == "radius" and config.data.graph.cutoff > 0
+    assert any(n.startswith("graph: radius graph, cutoff ") for n in notes)
 
 
 def test_unknown_model_and_hyperparameter():
@@ -91,7 +96,7 @@ def test_unknown_model_and_hyperparameter():
 def test_velocity_use_is_detected_through_gradients():
     systems = [make_system(f"s{i}", 20, 4, velocities=True, charges=True) for i in range(2)]
     for name, expected in (("sake", True), ("estag", False)):
-        config = _resolve(systems, f"model.name={name}", "window.past_frames=2")
+        config = _resolve(systems, f"model.name={name}", "window.past_frames=2", "window.spacing=1")
         dataset = setup.build_dataset(systems, config)
         model = setup.build_model(config)
         assert setup.uses_velocities(model, dataset, np.arange(3)) is expected

@@ -34,6 +34,7 @@ from dynforecast.data.nbody import (
 )
 from dynforecast.data.windows import PROTOCOLS
 from dynforecast.errors import OutputError, UsageError
+from dynforecast.io.trajectory import Trajectory
 
 BUILTIN_TRAJECTORIES = 300
 BUILTIN_SEED = 43
@@ -120,7 +121,10 @@ def generate_nbody_file(
         arrays = simulate_recipe(recipe, seed, mode=mode, progress=report)
     else:
         arrays = simulate_nbody(count, seed, mode=mode, first_index=first_index, progress=report)
-    write_h5md(path, nbody_trajectories(arrays), overwrite=overwrite)
+    systems = nbody_trajectories(arrays)
+    if recipe is not None:
+        record_recipe(systems, recipe)
+    write_h5md(path, systems, overwrite=overwrite)
     return NBodyFileSummary(
         path,
         arrays.n_trajectories,
@@ -130,6 +134,28 @@ def generate_nbody_file(
         time.perf_counter() - started,
         recipe,
     )
+
+
+def record_recipe(systems: list[Trajectory], recipe: str) -> None:
+    """Record in each trajectory's parameters the recipe, its protocol and the trajectory's part.
+
+    `train` with no options then uses the "nbody" preset (EGNN's frame 30 -> 40 task, all pairs,
+    3000/2000/2000 by system; `dynforecast.train.presets`) and refuses a split that trains on the
+    recipe's validation or test trajectories (`dynforecast.train.setup.check_recorded_split`).
+    """
+    from dynforecast.data.nbody import RECOMMENDED_PROTOCOL_KEY
+    from dynforecast.train.setup import RECORDED_PROTOCOL_KEY, RECORDED_SPLIT_KEY
+
+    parts = np.repeat(["train", "val", "test"], [count for _, count in EGNN_RECIPES[recipe]])
+    for system, part in zip(systems, parts, strict=True):  # a loop over records, not math
+        system.parameters.update(
+            {
+                RECORDED_PROTOCOL_KEY: "nbody",
+                RECORDED_SPLIT_KEY: str(part),
+                "recipe": recipe,
+                RECOMMENDED_PROTOCOL_KEY: "nbody-standard",
+            }
+        )
 
 
 def cache_dir() -> Path:

@@ -180,8 +180,10 @@ def split_windows(
     splits = {name: part.astype(np.int64) for name, part in zip(SPLIT_NAMES, parts, strict=True)}
     for name, fraction in zip(SPLIT_NAMES, values, strict=True):
         if fraction > 0 and splits[name].size == 0:
+            pinned = mode in ("md17_reference", "adk_reference")  # these ignore fractions
             raise UsageError(
-                f"split {mode!r} with fractions {values.tolist()} leaves no {name} windows "
+                f"split {mode!r}{'' if pinned else f' with fractions {values.tolist()}'} "
+                f"leaves no {name} windows "
                 f"({len(index)} windows of span {spec.span} frames in "
                 f"{np.unique(index.system).size} systems); use longer data, other fractions "
                 "or another split mode"

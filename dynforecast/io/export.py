@@ -15,7 +15,7 @@ from dynforecast.io.atomic import check_output_path
 from dynforecast.io.inputs import extension_of
 from dynforecast.io.trajectory import Trajectory
 
-EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh")
+EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh", ".amc")
 
 
 def check_export_target(
@@ -50,6 +50,14 @@ def check_exportable(trajectory: Trajectory, path: str | Path) -> None:
     path = Path(path)
     if trajectory.n_particles == 0:
         raise OutputError(f"{path}: nothing to write (no particles)")
+    if extension_of(path) == ".amc" or (
+        extension_of(path) == ".bvh" and "asf_text" in trajectory.parameters
+    ):
+        from dynforecast.io.amc_write import skeleton_of
+
+        skeleton_of(trajectory, path)
+    if extension_of(path) == ".bvh" and "asf_text" in trajectory.parameters:
+        return  # written from its ASF skeleton (io/asf_bvh.py), checked above
     if extension_of(path) == ".bvh":
         from dynforecast.io.bvh import _writable, skeleton_from_trajectory
 
@@ -85,6 +93,14 @@ def export_trajectory(
         from dynforecast.io.xyz import write_xyz
 
         write_xyz(trajectory, path, overwrite=overwrite)
+    elif extension == ".amc":
+        from dynforecast.io.amc_write import write_amc
+
+        write_amc(trajectory, path, overwrite=overwrite)
+    elif extension == ".bvh" and "asf_text" in trajectory.parameters:
+        from dynforecast.io.asf_bvh import write_asf_bvh
+
+        write_asf_bvh(trajectory, path, overwrite=overwrite)
     elif extension == ".bvh":
         from dynforecast.io.bvh import write_bvh
 

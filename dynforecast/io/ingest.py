@@ -18,6 +18,7 @@ import numpy as np
 
 from dynforecast.console import log
 from dynforecast.errors import UsageError
+from dynforecast.io.amc import pair_skeletons
 from dynforecast.io.frame_spacing import SpacingCheck
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
 from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
@@ -137,17 +138,18 @@ def ingest(
     of an input's velocities, if it has any); an input with velocities but no frame times needs
     it (`io.frame_spacing`).
     """
-    paths = [Path(p) for p in inputs]
-    if not paths:
+    if not inputs:
         raise UsageError("no input files given")
+    pairs = pair_skeletons([Path(p) for p in inputs], topology)  # ASF files pair with AMC ones
+    paths = [path for path, _ in pairs]
     chosen = system_names(paths, names)
     options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}
-    for path in paths:  # fail on any bad input before converting the first one
-        input_kind(path, topology=topology, **options)
+    for path, top in pairs:  # fail on any bad input before converting the first one
+        input_kind(path, topology=top, **options)
     summaries = []
     with H5MDWriter(output, overwrite=overwrite, compression=compression) as writer:
-        for path, name in zip(paths, chosen, strict=True):
-            system = open_input(path, name=name, topology=topology, **options)
+        for (path, top), name in zip(pairs, chosen, strict=True):
+            system = open_input(path, name=name, topology=top, **options)
             header = system.header
             spacing = SpacingCheck(system, time_step)  # velocities and times in one unit
             system_step = spacing.time_step

@@ -52,6 +52,8 @@ def input_kind(
     if chunk_frames is not None and chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be at least 1 (got {chunk_frames})")
     extension = extension_of(path)
+    if extension == ".amc" or (topology is not None and extension_of(topology) == ".asf"):
+        return _amc_kind(path, topology)
     if topology is not None:
         top_extension = extension_of(topology)
         if top_extension not in TOPOLOGY_EXTENSIONS:
@@ -89,6 +91,22 @@ def input_kind(
     return kind
 
 
+def _amc_kind(path: str | Path, topology: str | Path | None) -> str:
+    """An AMC motion must come with its ASF skeleton (`io.amc`)."""
+    if extension_of(path) != ".amc":
+        raise InputError(
+            f"{path}: an ASF skeleton (--topology {topology}) goes with .amc motion files"
+        )
+    if topology is None or extension_of(topology) != ".asf":
+        raise InputError(
+            f"{path}: an AMC motion needs its ASF skeleton: ingest SKELETON.asf {path} "
+            f"(or --topology SKELETON.asf)"
+        )
+    check_input_file(topology)
+    check_input_file(path)
+    return "amc"
+
+
 def open_input(
     path: str | Path,
     *,
@@ -109,6 +127,10 @@ def open_input(
         return open_molecular(path, name=name, topology=topology, **options)
     if kind == "xyz":
         return open_xyz(path, name=name, **options)
+    if kind == "amc":
+        from dynforecast.io.amc import open_amc
+
+        return open_amc(Path(path), asf=Path(topology), name=name, stride=stride, select=select)
     return _open_bvh(Path(path), name=name, stride=stride, select=select)
 
 

@@ -36,3 +36,54 @@ def velocity_factor(unit: str | None, length_unit: str, time_unit: str) -> float
     if to_angstrom is None or to_fs is None:
         return None
     return to_angstrom / to_fs
+
+
+#: Length units a user may write (case-insensitive) -> the recorded unit they are expressed in.
+_LENGTH_WORDS = {
+    "angstrom": "Angstrom",
+    "a": "Angstrom",
+    "å": "Angstrom",
+    "nm": "nm",
+    "nanometer": "nm",
+    "nanometre": "nm",
+}
+
+
+def parse_length(text: str | float, unit: str, key: str) -> float:
+    """A positive length ``"6 angstrom"``, ``"0.6 nm"`` or a bare number, in the data's ``unit``.
+
+    A bare number is taken in ``unit``; a unit on unitless data ("1": BVH, N-body) is refused, as
+    is an unknown unit or a non-positive length. Raises UsageError naming ``key``.
+    """
+    import math
+    import re
+
+    from dynforecast.errors import UsageError
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        number, word = float(text), None
+    else:
+        match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([^\s0-9.+-][^\s]*)?\s*", str(text))
+        try:
+            number = float(match.group(1)) if match else math.nan
+        except ValueError:
+            number = math.nan
+        word = match.group(2) if match else None
+        if math.isnan(number):
+            raise UsageError(
+                f"{key} {text!r}: expected a length, a number and a unit "
+                f"(e.g. '6 angstrom', '0.6 nm')"
+            )
+    if not (math.isfinite(number) and number > 0):
+        raise UsageError(f"{key} {text!r}: expected a positive length")
+    if word is None:
+        return number
+    given = _LENGTH_WORDS.get(word.lower())
+    if given is None:
+        raise UsageError(f"{key} {text!r}: unknown length unit {word!r}; use angstrom or nm")
+    factor = length_factor(given, unit)
+    if factor is None:
+        raise UsageError(
+            f'{key} {text!r}: the data\'s lengths have no unit ("1"); give a bare number'
+        )
+    return number * factor

@@ -222,6 +222,9 @@ def open_xyz(
     species = atoms0.numbers.astype(np.int32)
     has_velocities = "momenta" in atoms0.arrays
     clock = Clock.of(atoms0.info)
+    if not np.isfinite(atoms0.cell.array).all():  # ase's neighbour list would fail on it
+        frames.close()
+        raise InputError(f"{path}: non-finite (NaN or inf) unit cell in frame 0")
     bonds = infer_bonds(atoms0)
     notes: list[IngestNote] = []
     kept = None

@@ -74,22 +74,27 @@ class WindowSection:
 
 @dataclass(frozen=True)
 class GraphSection:
-    """Graph spec (see `dynforecast.data.graphs.GraphSpec`); kind "auto" = bonds if the data has
-    them, else all pairs for small systems."""
+    """Graph spec (see `dynforecast.data.graphs.GraphSpec`); kind "auto" = bonds (+ hops) if the
+    data has them, else all pairs for tiny systems, else a radius graph with a cutoff derived
+    from the data (`dynforecast.data.cutoff`). cutoff: a number in the data's length unit or a
+    length with a unit ("6 angstrom", "0.6 nm"), converted by `dynforecast.io.units`."""
 
     kind: str = "auto"
     hops: int = 2
-    cutoff: float | None = None
+    cutoff: float | str | None = None
     max_neighbours: int | None = None
 
 
 @dataclass(frozen=True)
 class SplitSection:
-    """How windows are split; mode "auto" = "systems" for many independent systems (>= 10),
-    else "chronological"."""
+    """How windows are split; mode "auto": the split a file records (`generate --recipe`), else
+    "systems" for many independent systems (>= 10), else "chronological" (`dynforecast.train.auto`).
+    fractions: unset = 80/10/10, or 60/20/20 where 80/10/10 leaves too few val/test windows.
+    ignore_recorded: allow a split that puts a file's recorded val/test systems into training."""
 
     mode: str = "auto"
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    fractions: tuple[float, float, float] | None = None
+    ignore_recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ class OptimSection:
 
     clip: maximum global gradient norm (None = off). early_stopping_patience: validations without
     a better validation MSE before stopping (None = never). batch_size: windows per optimiser
-    step of each process (a DDP run of W processes steps on W x batch_size windows).
+    step of each process (a DDP run of W processes steps on W x batch_size windows); unset = the
+    training windows / 10, between 1 and 100 (`dynforecast.train.auto.auto_batch_size`).
     precision: fp32, bf16 or fp16 autocast of the training forward pass
     (`dynforecast.train.precision`; validation runs in fp32); amp: the deprecated spelling of
     precision bf16. compile: train through ``torch.compile`` (fused kernels: SAKE's forward +
@@ -123,7 +129,7 @@ class OptimSection:
     clip: float | None = 10.0
     schedule: str = "none"
     epochs: int = 20
-    batch_size: int = 100
+    batch_size: int | None = None
     early_stopping_patience: int | None = 10
     amp: bool = False
     compile: bool = False
@@ -140,6 +146,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    #: The `--protocol` preset these keys started from (`dynforecast.train.presets`), if any.
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("optim.schedule", self.optim.schedule, SCHEDULES)
@@ -167,7 +175,9 @@ class TrainConfig:
                 f"exclusive, or none (got {decay})"
             )
         fractions = self.data.split.fractions
-        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        if fractions is not None and (
+            len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6
+        ):
             raise UsageError(
                 "configuration key 'data.split.fractions': expected three non-negative numbers "
                 f"summing to 1 (got {list(fractions)})"
@@ -261,6 +271,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and str in inner:
+            return value
         return _coerce(key, value, inner[0])
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -358,9 +370,18 @@ def resolve_config(
     config_file: Path | None = None,
     overrides: Sequence[str] = (),
     options: Mapping[str, Any] | None = None,
+    protocol: str | None = None,
 ) -> TrainConfig:
-    """Defaults < config file < ``--set`` overrides < explicit options (dotted key -> value)."""
+    """Defaults < ``protocol`` preset < config file < ``--set`` overrides < explicit options.
+
+    ``options`` maps dotted keys to values (None = not given); ``protocol`` names a preset of
+    `dynforecast.train.presets` (UsageError for an unknown one).
+    """
     values: dict[str, Any] = {}
+    if protocol is not None:
+        from dynforecast.train.presets import preset_values
+
+        values = merge(values, preset_values(protocol))
     if config_file is not None:
         values = merge(values, read_config_file(config_file))
     values = apply_overrides(values, overrides)

@@ -46,7 +46,7 @@ from dynforecast.train.metrics import (
     node_squared_errors,
     write_metrics_csv,
 )
-from dynforecast.train.precision import backward, optimizer_step, resolve_precision
+from dynforecast.train.precision import backward, choose_precision, optimizer_step
 from dynforecast.train.progress import EpochProgress
 from dynforecast.train.signals import StopFlag, catch_stop_signals
 
@@ -142,7 +142,7 @@ def fit(
     optim = config.optim
     dtype = getattr(torch, config.dtype)
     model.to(device=device, dtype=dtype)
-    precision = resolve_precision(optim.precision, optim.amp, device, config.dtype)
+    precision = choose_precision(optim.precision, optim.amp, device, config.dtype)
     scaler = precision.scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, optim)
@@ -170,13 +170,17 @@ def fit(
         network = torch.compile(network)
     progress = progress or EpochProgress(enabled=context.is_main)
 
+    # Informational (resumption does not need them): who wrote the checkpoint, in what steps.
+    layout = {
+        "world_size": context.world_size,
+        "global_batch": int(optim.batch_size or 0) * context.world_size,
+    }
+
     def checkpoint(path: Path) -> None:
         if context.is_main:
+            stored = {**(metadata or {}), **layout}
             save_checkpoint(
-                _checkpoint_dict(
-                    model, optimizer, scheduler, state, metadata or {}, average, scaler
-                ),
-                path,
+                _checkpoint_dict(model, optimizer, scheduler, state, stored, average, scaler), path
             )
 
     train_ids = np.asarray(splits["train"], dtype=np.int64)

@@ -1,8 +1,8 @@
-"""The start-of-run lines on parallelism (processes, per-process and global batch, threads,
-precision), and applying the thread count.
+"""What a run does in parallel, for the start-of-run block: processes, per-process and global
+batch, CPU threads; and choosing and applying the thread count.
 
 ``--batch-size`` is per process (as in Lightning and MACE): W processes step together on
-W x batch_size windows, the global batch printed here, so the learning rate that suits a
+W x batch_size windows, the global batch printed at the start, so a learning rate that suits a
 global batch must be chosen with W in mind (docs/scaling.md).
 """
 
@@ -10,42 +10,38 @@ from __future__ import annotations
 
 import torch
 
-from dynforecast.train.config import TrainConfig
 from dynforecast.train.distributed import DistContext
-from dynforecast.train.launch import batch_script_note
-from dynforecast.train.precision import resolve_precision
 from dynforecast.train.threads import ThreadChoice, apply_threads, choose_threads
 
 
-def setup_lines(
-    config: TrainConfig, context: DistContext, device: torch.device, threads: ThreadChoice
-) -> list[str]:
-    """What `log_parallel_setup` prints (rank 0), one item per line."""
-    batch = config.optim.batch_size
-    lines = []
-    if context.enabled:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        lines.append(
-            f"distributed: {context.world_size} processes ({context.launcher}, {backend}, "
-            f"{context.local_world_size} on this node); batch {batch} windows per process, "
-            f"global batch {batch * context.world_size}"
-        )
-    else:
-        lines.append(f"batch {batch} windows per step (one process)")
-    precision = resolve_precision(config.optim.precision, config.optim.amp, device, config.dtype)
-    lines.append(f"threads: {threads.describe()}; precision {precision.name} on {device}")
-    if config.optim.amp:
-        lines.append("note: optim.amp (--amp) is deprecated; it means --precision bf16")
-    return lines
+def prepare_threads(context: DistContext, requested: int | None) -> tuple[ThreadChoice, int]:
+    """Choose this process's thread count (`choose_threads`, sharing the node's CPUs among the
+    ranks on it) and apply it; returns the choice and torch's previous count (to restore).
 
-
-def prepare_parallel_setup(
-    config: TrainConfig, context: DistContext, device: torch.device, requested: int | None
-) -> list[str]:
-    """Choose and apply the thread count; return the lines rank 0 logs (none on other ranks)."""
+    Raises UsageError for a bad ``requested`` or OMP_NUM_THREADS.
+    """
     choice = choose_threads(requested, ranks_on_node=context.local_world_size)
+    previous = torch.get_num_threads()
     apply_threads(choice)
-    if not context.is_main:
-        return []
-    note = batch_script_note()
-    return ([note] if note else []) + setup_lines(config, context, device, choice)
+    return choice, previous
+
+
+def processes_line(context: DistContext, device: torch.device) -> str | None:
+    """ "2 (slurm, gloo; 2 on this node)" under DDP, None for a single process."""
+    if not context.enabled:
+        return None
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    return (
+        f"{context.world_size} ({context.launcher}, {backend}; "
+        f"{context.local_world_size} on this node)"
+    )
+
+
+def batch_line(batch_size: int, context: DistContext) -> str:
+    """ "100" for one process; "100 windows per process x 4 processes = global batch 400"."""
+    if not context.enabled or context.world_size == 1:
+        return f"{batch_size}"
+    return (
+        f"{batch_size} windows per process x {context.world_size} processes = global batch "
+        f"{batch_size * context.world_size}"
+    )

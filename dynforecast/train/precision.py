@@ -51,7 +51,7 @@ class Precision:
         return torch.amp.GradScaler(self.device_type)
 
 
-def resolve_precision(precision: str, amp: bool, device: torch.device, dtype: str) -> Precision:
+def choose_precision(precision: str, amp: bool, device: torch.device, dtype: str) -> Precision:
     """The precision a run uses: ``precision``, or bf16 where only the old ``amp`` flag is set.
 
     Raises UsageError for an unknown name, ``amp`` with fp16, a low precision with float64

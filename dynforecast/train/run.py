@@ -51,11 +51,13 @@ from dynforecast.train.distributed import (
     local_device,
     peer_failure,
 )
+from dynforecast.train.launch import batch_script_note
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
-from dynforecast.train.parallel import prepare_parallel_setup
-from dynforecast.train.precision import resolve_precision
+from dynforecast.train.parallel import prepare_threads
+from dynforecast.train.precision import choose_precision
+from dynforecast.train.threads import ThreadChoice
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
@@ -65,6 +67,9 @@ RESUMABLE_CHANGES = (
     "device",
     "optim.compile",
     "optim.precision",
+    "optim.amp",
+    # per process: a run resumed under another number of processes keeps its --batch-size
+    "optim.batch_size",
 )
 #: config.json key of the baselines' validation MSE (`dynforecast report` draws them).
 BASELINES_KEY = "baselines_val_mse"
@@ -175,11 +180,20 @@ def train(
     """
     started = time.perf_counter()
     device = setup.resolve_device(config.device)
-    resolve_precision(config.optim.precision, config.optim.amp, device, config.dtype)
+    choose_precision(config.optim.precision, config.optim.amp, device, config.dtype)
     context = init_from_env(device)
+    quiet = console.stderr.quiet
+    if not context.is_main:  # one log per run: rank 0's (errors are still printed by every rank)
+        console.set_quiet(True)
+    try:
+        choice, previous_threads = prepare_threads(context, threads)
+    except BaseException:
+        close(context)
+        console.set_quiet(quiet)
+        raise
     try:
         return _train_in_group(
-            data, config, run_dir, context, device, started, on_epoch_end, command, threads
+            data, config, run_dir, context, device, started, on_epoch_end, command, choice
         )
     except (RuntimeError, ValueError) as exc:  # a collective failed: a peer ended or hung
         if context.enabled and is_peer_failure(exc):
@@ -187,6 +201,8 @@ def train(
         raise
     finally:
         close(context)
+        console.set_quiet(quiet)
+        torch.set_num_threads(previous_threads)
 
 
 def _train_in_group(
@@ -198,14 +214,17 @@ def _train_in_group(
     started: float,
     on_epoch_end: EpochHook | None,
     command: Sequence[str] | None,
-    threads: int | None,
+    threads: ThreadChoice,
 ) -> TrainSummary:
-    """`train` once this process is in its process group (or alone)."""
+    """`train` once this process is in its process group (or alone), ``threads`` applied."""
     device = local_device(device, context)
-    parallel_lines = prepare_parallel_setup(config, context, device, threads)
+    note = batch_script_note()
+    if note is not None:
+        console.log(note)
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
-    resolved = setup.resolve_config(config, systems, builtin=builtin)
+    notes: list[str] = []
+    resolved = setup.resolve_config(config, systems, builtin=builtin, notes=notes)
     dataset = setup.build_dataset(systems, resolved)
     splits = setup.build_splits(dataset, resolved)
     if len(splits["train"]) == 0 or len(splits["val"]) == 0:
@@ -214,6 +233,11 @@ def _train_in_group(
             f"windows (got {len(splits['train'])} and {len(splits['val'])}); give both a "
             "positive fraction"
         )
+    setup.check_recorded_split(systems, dataset, splits, resolved)
+    resolved = setup.resolve_batch_size(
+        resolved, len(splits["train"]), notes, world_size=context.world_size
+    )
+    resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
     resolved = setup.with_model_config(resolved, model)
@@ -231,7 +255,7 @@ def _train_in_group(
     try:
         return _train_locked(
             run_dir, resolved, systems, dataset, splits, model, context, device,
-            data_path, checksum, started, on_epoch_end, given, parallel_lines,
+            data_path, checksum, started, on_epoch_end, given, notes, threads,
         )  # fmt: skip
     except Interrupted as stop:
         if command is None:
@@ -249,6 +273,9 @@ def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
     resolved = setup.resolve_config(config, systems, builtin=builtin)
+    dataset = setup.build_dataset(systems, resolved)
+    splits = setup.build_splits(dataset, resolved)
+    resolved = setup.resolve_batch_size(resolved, len(splits["train"]), [])
     seed_everything(resolved.seed)
     return setup.with_model_config(resolved, setup.build_model(resolved))
 
@@ -267,7 +294,8 @@ def _train_locked(
     started: float,
     on_epoch_end: EpochHook | None,
     given: dict[str, Any],
-    parallel_lines: Sequence[str] = (),
+    notes: Sequence[str] = (),
+    threads: ThreadChoice | None = None,
 ) -> TrainSummary:
     """The part of `train` that runs while the run directory's lock is held."""
     resume = None
@@ -284,10 +312,9 @@ def _train_locked(
                 )
                 + _nothing_left(resume, resolved)
             )
+        _log_batch_change(resume, resolved, context)
     elif context.is_main:
         console.log(f"run directory {run_dir}")
-    for line in parallel_lines:
-        console.log(line)
     signature = setup.data_signature(
         systems, dataset, velocities_used=setup.uses_velocities(model, dataset, splits["train"])
     )
@@ -305,8 +332,25 @@ def _train_locked(
     baselines_mse = {
         name: baselines[name].mse if name in baselines else None for name in setup.BASELINES
     }
+    if context.is_main:
+        from dynforecast.train.summary import start_block
+
+        for line in start_block(
+            device=device,
+            config=resolved,
+            n_parameters=sum(p.numel() for p in model.parameters()),
+            dataset=dataset,
+            splits=splits,
+            time_unit=systems[0].time_unit,
+            baselines=baselines_mse,
+            mse_unit=setup.squared_unit(signature.length_unit),
+            notes=notes,
+            threads=threads,
+            context=context,
+        ):
+            console.log(line)
     metadata = {
-        "train_config": resolved.to_dict(),
+        "train_config": setup.recorded_config(resolved),
         "data_signature": signature.to_dict(),
         "data_checksum": checksum,
         "data_path": str(data_path),
@@ -324,6 +368,8 @@ def _train_locked(
                     "given_config": given,
                 },
             )
+        else:
+            _record_resumable_changes(run_dir / CONFIG_FILE, resolved, given)
     barrier(context)
     result = fit(
         model,
@@ -350,6 +396,19 @@ def _train_locked(
         seconds=time.perf_counter() - started,
         is_main=context.is_main,
     )
+
+
+def _log_batch_change(resume: dict[str, Any], config: TrainConfig, context: Any) -> None:
+    """Say so when a resumed run steps on another global batch than the one that wrote the
+    checkpoint (another --batch-size, or the same one under another number of processes)."""
+    saved = config_from_dict(resume["train_config"]).optim.batch_size
+    before = resume.get("global_batch", saved)
+    now = int(config.optim.batch_size or 0) * context.world_size
+    if context.is_main and before is not None and int(before) != now:
+        console.log(
+            f"note: global batch {now} ({config.optim.batch_size} per process x "
+            f"{context.world_size}), was {before} when {LAST} was written"
+        )
 
 
 def _check_resumable(
@@ -411,6 +470,33 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[prefix + key] = value
     return out
+
+
+def _record_resumable_changes(path: Path, resolved: TrainConfig, given: dict[str, Any]) -> None:
+    """Rewrite config.json's resumable keys (`RESUMABLE_CHANGES`) with the resumed run's values.
+
+    A resume with a larger ``--epochs`` (or another patience or device) must leave a config.json
+    that describes the run as it now is: `dynforecast report` reads its planned epochs from it,
+    and ``--config config.json`` must repeat the run actually done. Other keys are unchanged (a
+    resume with other values is refused before this point).
+    """
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # an unreadable config.json is reported by `report`; training goes on
+    for section, now in (("train_config", resolved.to_dict()), ("given_config", given)):
+        recorded = meta.get(section)
+        if not isinstance(recorded, dict):
+            continue
+        for key in RESUMABLE_CHANGES:
+            *parents, leaf = key.split(".")
+            source, target = now, recorded
+            for part in parents:
+                source = source.get(part, {})
+                target = target.setdefault(part, {}) if isinstance(target, dict) else None
+            if isinstance(target, dict) and isinstance(source, dict) and leaf in source:
+                target[leaf] = source[leaf]
+    _write_json(path, meta)
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from dynforecast.data.graphs import GraphSpec
-from dynforecast.data.splits import split_windows
+from dynforecast.data.splits import SPLIT_MODES, split_windows
 from dynforecast.data.windows import PROTOCOLS, WindowDataset, WindowSpec
 from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel, create_model, model_names
+from dynforecast.train import auto
 from dynforecast.train.checkpoint import DataSignature
 from dynforecast.train.config import TrainConfig
 
@@ -88,9 +89,18 @@ def recommended_protocol(systems: Sequence[Trajectory]) -> str | None:
 
 
 def resolve_config(
-    config: TrainConfig, systems: Sequence[Trajectory], *, builtin: bool = False
+    config: TrainConfig,
+    systems: Sequence[Trajectory],
+    *,
+    builtin: bool = False,
+    notes: list[str] | None = None,
 ) -> TrainConfig:
-    """Replace every "auto"/unset value by its value for these systems and this model."""
+    """Replace every "auto"/unset value by its value for these systems and this model.
+
+    ``notes`` (if given) receives one line per choice made here and why, for the start-of-run
+    summary. Batch size is resolved later, once the split is known (`resolve_batch_size`).
+    """
+    notes = [] if notes is None else notes
     cls = model_class(config.model.name)
     options = _model_options(cls)
     hyper = dict(config.model.hyperparameters)
@@ -100,8 +110,18 @@ def resolve_config(
             f"unknown configuration key 'model.{unknown[0]}' for model {config.model.name!r}; "
             f"valid: {', '.join('model.' + k for k in options)}"
         )
-    has_velocities = all(s.velocities is not None for s in systems)
+    config = apply_recorded_protocol(config, systems, notes)
     has_charges = all(s.charges is not None for s in systems)
+
+    split = config.data.split
+    if split.mode == "auto":
+        if len(systems) >= MIN_SYSTEMS_FOR_SYSTEM_SPLIT:
+            mode, why = "systems", f"{len(systems)} independent systems"
+        else:
+            mode = "chronological"
+            why = f"{len(systems)} system{'s' if len(systems) > 1 else ''}: blocks in time"
+        split = dataclasses.replace(split, mode=mode)
+        notes.append(f"split: {mode} ({why})")
 
     window = config.data.window
     protocol = (
@@ -126,53 +146,230 @@ def resolve_config(
             if window.anchor_frame is not None
             else named.anchor_frame,
         )
+        notes.append(f"window: protocol {protocol}")
+    model_frames = hyper.get(FRAMES_OPTION) if FRAMES_OPTION in options else None
+    if model_frames is not None and window.past_frames not in (None, model_frames):
+        raise UsageError(
+            f"model.{FRAMES_OPTION}={model_frames} differs from "
+            f"data.window.past_frames={window.past_frames}; set one of them"
+        )
+    past = window.past_frames or model_frames
+    if protocol is None and not (past and window.spacing and split.fractions):
+        chosen = auto.choose_window(
+            systems,
+            split.mode,
+            past_frames=past,
+            spacing=window.spacing,
+            horizon=window.horizon,
+            fractions=split.fractions,
+        )
+        window = dataclasses.replace(window, past_frames=chosen.past_frames, spacing=chosen.spacing)
+        split = dataclasses.replace(split, fractions=chosen.fractions)
+        notes.append(f"window: {chosen.reason}")
+    window = dataclasses.replace(
+        window, past_frames=window.past_frames or past, spacing=window.spacing or 1
+    )
     if FRAMES_OPTION in options:
-        model_frames = hyper.get(FRAMES_OPTION)
-        if window.past_frames is None:
-            window = dataclasses.replace(
-                window, past_frames=model_frames or options[FRAMES_OPTION].default
-            )
-        elif model_frames is not None and model_frames != window.past_frames:
-            raise UsageError(
-                f"model.{FRAMES_OPTION}={model_frames} differs from "
-                f"data.window.past_frames={window.past_frames}; set one of them"
-            )
         hyper[FRAMES_OPTION] = window.past_frames
-    elif window.past_frames is None:
-        window = dataclasses.replace(window, past_frames=1 if has_velocities else 2)
-    window = dataclasses.replace(window, spacing=window.spacing or 1)
+    split = _split_fractions(split, notes)
 
     if DT_SCALE_OPTION in options and DT_SCALE_OPTION not in hyper:
         hyper[DT_SCALE_OPTION] = TRAIN_DT_SCALE  # dimensionally consistent steps (models/sake.py)
     if NODE_ATTR_OPTION in options and NODE_ATTR_OPTION not in hyper:
-        hyper[NODE_ATTR_OPTION] = 1 if has_charges else 0
+        varying = has_charges and _varies([s.charges for s in systems])
+        hyper[NODE_ATTR_OPTION] = 1 if varying else 0
+        if has_charges and not varying:
+            notes.append("node inputs: charges left out (one value over the data)")
     for option in SPECIES_ENCODING_OPTIONS:
+        if option in options and option not in hyper and "none" in _species_choices(cls):
+            if not _varies([s.species for s in systems]):
+                hyper[option] = "none"
+                notes.append(f"node inputs: species left out (all {int(systems[0].species[0])})")
         if hyper.get(option) == "one_hot" and not hyper.get("species_vocabulary"):
             hyper["species_vocabulary"] = sorted(
                 {int(z) for s in systems for z in np.unique(s.species)}
             )
 
-    graph = config.data.graph
-    if graph.kind == "auto":
-        if all(len(s.bonds) > 0 for s in systems):
-            kind = "bonds"
-        elif max(s.n_particles for s in systems) <= MAX_ALL_PAIRS_PARTICLES:
-            kind = "all_pairs"
-        else:
-            raise UsageError(
-                f"the data has systems without bonds and up to "
-                f"{max(s.n_particles for s in systems)} particles; set "
-                "--set graph.kind=radius --set graph.cutoff=<length>"
-            )
-        graph = dataclasses.replace(graph, kind=kind)
-    split = config.data.split
-    if split.mode == "auto":
-        mode = "systems" if len(systems) >= MIN_SYSTEMS_FOR_SYSTEM_SPLIT else "chronological"
-        split = dataclasses.replace(split, mode=mode)
-
+    graph = _resolve_graph(config.data.graph, systems, notes)
     data = dataclasses.replace(config.data, window=window, graph=graph, split=split)
     model = dataclasses.replace(config.model, hyperparameters=hyper)
     return dataclasses.replace(config, data=data, model=model)
+
+
+#: Split modes that use data.split.fractions (the others pin their own cuts).
+FRACTION_MODES = ("chronological", "random", "systems", "random_systems")
+
+
+def _split_fractions(split: Any, notes: list[str]) -> Any:
+    if split.mode not in FRACTION_MODES:
+        return dataclasses.replace(split, fractions=None)  # ignored by the reference splits
+    fractions = split.fractions or auto.DEFAULT_FRACTIONS
+    return dataclasses.replace(split, fractions=tuple(float(f) for f in fractions))
+
+
+def _varies(arrays: Sequence[Any]) -> bool:
+    """Whether the values of all these arrays are not all one value."""
+    values = np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
+    return bool(values.size) and bool(np.any(values != values[0]))
+
+
+def _species_choices(cls: type[ForecastModel]) -> tuple[str, ...]:
+    from dynforecast.models.features import SPECIES_ENCODINGS
+
+    # ESTAG's node_input has no "none" (its reference always feeds z); SAKE/EGNN take NodeInput's.
+    return ("atomic_number", "one_hot") if cls.__name__ == "ESTAG" else SPECIES_ENCODINGS
+
+
+def _resolve_graph(graph: Any, systems: Sequence[Trajectory], notes: list[str]) -> Any:
+    from dynforecast.data.cutoff import derive_cutoff
+    from dynforecast.io.units import parse_length
+
+    unit = systems[0].length_unit
+    if isinstance(graph.cutoff, str) or graph.cutoff is not None:
+        cutoff = parse_length(graph.cutoff, unit, "graph.cutoff")
+        if isinstance(graph.cutoff, str):
+            notes.append(f"graph: cutoff {graph.cutoff} = {cutoff:.6g} {unit}")
+        graph = dataclasses.replace(graph, cutoff=cutoff)
+    if graph.kind != "auto":
+        return graph
+    largest = max(s.n_particles for s in systems)
+    if all(len(s.bonds) > 0 for s in systems):
+        what = "skeleton bones" if auto.data_kind(systems) == "skeleton" else "the file's bonds"
+        notes.append(f"graph: {what} + {graph.hops} hops (every system has bonds)")
+        return dataclasses.replace(graph, kind="bonds")
+    if largest <= MAX_ALL_PAIRS_PARTICLES:
+        notes.append(f"graph: all pairs (no bonds; at most {largest} particles per system)")
+        return dataclasses.replace(graph, kind="all_pairs")
+    if graph.cutoff is not None:
+        notes.append(f"graph: radius, cutoff {graph.cutoff:.6g} {unit} (given; no bonds)")
+        return dataclasses.replace(graph, kind="radius")
+    derived = derive_cutoff(systems)
+    notes.append("graph: " + derived.reason(unit))
+    return dataclasses.replace(graph, kind="radius", cutoff=derived.cutoff)
+
+
+#: Trajectory.parameters keys `generate --recipe` writes: the preset and each system's part.
+RECORDED_PROTOCOL_KEY, RECORDED_SPLIT_KEY = "protocol", "recipe_split"
+
+
+def apply_recorded_protocol(
+    config: TrainConfig, systems: Sequence[Trajectory], notes: list[str]
+) -> TrainConfig:
+    """Fill the keys a file's recorded preset sets, where the configuration leaves them unset.
+
+    Unset = equal to `TrainConfig()`'s default ("auto", None); a key the user gave wins. Without
+    a recorded preset, or with ``--protocol`` given, the configuration is returned as it is.
+    """
+    from dynforecast.train.config import _section_to_dict, config_from_dict, merge
+    from dynforecast.train.presets import PRESETS
+
+    named = {str(s.parameters.get(RECORDED_PROTOCOL_KEY, "")) for s in systems}
+    name = named.pop() if len(named) == 1 else ""
+    if config.protocol is not None or name not in PRESETS:
+        return config
+    current = config.to_dict()
+    defaults = _section_to_dict(TrainConfig())
+    values: dict[str, Any] = {"protocol": name}
+    for key, value in PRESETS[name].items():
+        if _lookup(current, key) == _lookup(defaults, key):
+            nested: Any = value
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
+            values = merge(values, nested)
+    notes.append(f"protocol: {name} (recorded in the data file)")
+    return config_from_dict(merge(current, values))
+
+
+def _lookup(values: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        values = values.get(part) if isinstance(values, dict) else None  # type: ignore[assignment]
+    return values
+
+
+def check_recorded_split(
+    systems: Sequence[Trajectory], dataset: WindowDataset, splits: dict[str, np.ndarray],
+    config: TrainConfig,
+) -> None:  # fmt: skip
+    """Refuse training windows from systems the file records as validation or test.
+
+    `generate --recipe` records each trajectory's part (``recipe_split``); a split that trains on
+    a recorded val/test system leaks the recipe's evaluation data, so it needs
+    ``split.ignore_recorded=true`` (asked for by name).
+    """
+    parts = [str(s.parameters.get(RECORDED_SPLIT_KEY, "")) for s in systems]
+    if config.data.split.ignore_recorded or not any(parts):
+        return
+    held_out = np.array([p in ("val", "test") for p in parts])
+    leaked = np.unique(dataset.windows.system[splits["train"]])
+    leaked = leaked[held_out[leaked]]
+    if leaked.size:
+        counts = {p: sum(parts[i] == p for i in leaked) for p in ("val", "test")}
+        raise UsageError(
+            f"split {config.data.split.mode!r} with fractions "
+            f"{list(config.data.split.fractions or [])} trains on {counts['val']} validation and "
+            f"{counts['test']} test systems the file records (generate --recipe); drop the "
+            "split settings to use the recorded split, or add --set split.ignore_recorded=true"
+        )
+
+
+def resolve_batch_size(
+    config: TrainConfig, n_train: int, notes: list[str], world_size: int = 1
+) -> TrainConfig:
+    """Fill an unset optim.batch_size from the training windows; warn about too few steps.
+
+    optim.batch_size is per process: under DDP of ``world_size`` processes an unset one is the
+    automatic global batch divided among them (at least 1 each), so the same command steps on
+    about the same global batch whatever the number of processes.
+    """
+    from dynforecast import console
+
+    batch = config.optim.batch_size
+    if batch is None:
+        batch = max(1, auto.auto_batch_size(n_train) // world_size)
+        per = f" per process x {world_size} processes" if world_size > 1 else ""
+        notes.append(
+            f"batch: {batch}{per} ({n_train} training windows, "
+            f"{auto.steps_per_epoch(n_train, batch * world_size)} steps per epoch)"
+        )
+    elif auto.steps_per_epoch(n_train, batch * world_size) < auto.MIN_STEPS:
+        per = f" per process x {world_size} processes" if world_size > 1 else ""
+        console.log(
+            f"warning: batch size {batch}{per} leaves "
+            f"{auto.steps_per_epoch(n_train, batch * world_size)} optimiser step(s) per epoch "
+            f"for {n_train} training windows; a smaller batch "
+            f"(e.g. {max(1, auto.auto_batch_size(n_train) // world_size)}) usually trains better"
+        )
+    optim = dataclasses.replace(config.optim, batch_size=batch)
+    return dataclasses.replace(config, optim=optim)
+
+
+def resolve_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """The precision the run uses (`dynforecast.train.precision`), with the deprecated
+    optim.amp (``--amp``) turned into optim.precision bf16 (warned about once, on any device).
+
+    Also records the device actually used, so config.json says where the run ran. Raises
+    UsageError for a precision this torch cannot run on ``device``.
+    """
+    from dynforecast import console
+    from dynforecast.train.precision import choose_precision
+
+    optim = config.optim
+    chosen = choose_precision(optim.precision, optim.amp, device, config.dtype)
+    if optim.amp:
+        console.log(
+            "warning: --amp (optim.amp) is deprecated; training with --precision bf16 on "
+            f"{device} (recorded as optim.precision=bf16)"
+        )
+    optim = dataclasses.replace(optim, amp=False, precision=chosen.name)
+    return dataclasses.replace(config, optim=optim, device=str(device))
+
+
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """``config.to_dict()`` without keys the chosen split ignores (fractions of reference splits)."""
+    values = config.to_dict()
+    if values["data"]["split"].get("fractions") is None:
+        values["data"]["split"].pop("fractions", None)
+    return values
 
 
 def window_spec(config: TrainConfig) -> WindowSpec:
@@ -194,10 +391,32 @@ def build_dataset(systems: Sequence[Trajectory], config: TrainConfig) -> WindowD
 
 
 def build_splits(dataset: WindowDataset, config: TrainConfig) -> dict[str, np.ndarray]:
+    """The window ids of each split; a mode that leaves a split empty names the modes that work."""
     split = config.data.split
-    return split_windows(
-        dataset.windows, split.mode, split.fractions, config.seed, spec=dataset.spec
-    )
+    fractions = split.fractions or auto.DEFAULT_FRACTIONS
+    try:
+        return split_windows(dataset.windows, split.mode, fractions, config.seed, spec=dataset.spec)
+    except UsageError as exc:
+        working = [
+            mode
+            for mode in SPLIT_MODES
+            if mode != split.mode and _split_works(dataset, mode, fractions, config.seed)
+        ]
+        hint = (
+            f"; modes that work here: {', '.join(working)} (--set split.mode=...)"
+            if working
+            else "; no split mode works with this window: shorten it (data.window.spacing, "
+            "data.window.past_frames)"
+        )
+        raise UsageError(f"{exc}{hint}") from None
+
+
+def _split_works(dataset: WindowDataset, mode: str, fractions: Any, seed: int) -> bool:
+    try:
+        split_windows(dataset.windows, mode, fractions, seed, spec=dataset.spec)
+    except UsageError:
+        return False
+    return True
 
 
 def build_model(config: TrainConfig) -> ForecastModel:

@@ -1,0 +1,169 @@
+"""Run one mutant through the CLI's ingest command in a forked child, with a timeout.
+
+The child calls the `ingest` command function of `dynforecast.cli` (its `handle_errors` wrapper
+included) with ``--debug`` semantics, so an exception that is not a `DynforecastError` reaches us
+with its traceback, and a `DynforecastError` gives the exit code the CLI would. A fork per input
+isolates state, survives segfaults in C readers (mdtraj's xdrfile, dcdplugin) and lets the parent
+kill a hang; heavy modules are imported before forking, so a fork costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import select
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one input did: the CLI's exit code, and a finding kind with details, or None."""
+
+    exit_code: int | None
+    finding: str | None = None  # internal-error, hang, crash, leftover-file, bad-output, ...
+    detail: str = ""
+    signature: str = ""  # groups findings of one cause: exception type and where it was raised
+
+
+def preload() -> None:
+    """Import what ingest imports, once, in the parent, so that forked children start warm."""
+    import ase.io  # noqa: F401
+    import h5py  # noqa: F401
+    import mdtraj  # noqa: F401
+
+    import dynforecast.cli
+    import dynforecast.io.info
+    import dynforecast.io.ingest  # noqa: F401
+    from dynforecast.io.quiet import show_library_output
+
+    show_library_output(False)
+
+
+def _child(inputs: list[Path], topology: Path | None, output: Path) -> dict:
+    """Body of the child: ingest, then `info` on what was written (in-process, as the CLI does)."""
+    from dynforecast import cli
+    from dynforecast.errors import DynforecastError
+
+    cli._state["debug"] = True  # re-raise everything; we classify as handle_errors would
+    try:
+        cli.ingest(
+            inputs,
+            output,
+            topology=topology,
+            name=None,
+            select=None,
+            stride=1,
+            chunk_frames=None,
+            time_step=None,
+            overwrite=False,
+        )
+    except DynforecastError as exc:
+        return {"exit_code": exc.exit_code, "message": str(exc)}
+    except BaseException as exc:
+        code = getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "Exit" and isinstance(code, int):
+            return {"exit_code": code, "message": "typer.Exit"}
+        return {
+            "exit_code": 1,
+            "finding": "internal-error",
+            "detail": traceback.format_exc(),
+            "signature": _signature(exc),
+        }
+    try:
+        from dynforecast.io.info import describe_h5md, format_info
+
+        format_info(describe_h5md(output))
+    except BaseException as exc:
+        return {
+            "exit_code": 0,
+            "finding": "bad-output",
+            "detail": "dynforecast info failed on the written file:\n" + traceback.format_exc(),
+            "signature": "info:" + _signature(exc),
+        }
+    return {"exit_code": 0}
+
+
+def _signature(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "dynforecast" in f.filename] or frames
+    where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
+    return f"{type(exc).__name__}@{where}"
+
+
+def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: float) -> Outcome:
+    """Ingest ``inputs`` into ``output`` in a child; then check the output directory."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the parent's code
+        os.close(read_end)
+        faulthandler.disable()  # a crash is reported by the parent, not dumped on its terminal
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            result = _child(inputs, topology, output)
+        except BaseException:
+            result = {"exit_code": 1, "finding": "internal-error", "detail": traceback.format_exc()}
+        with os.fdopen(write_end, "w") as pipe:
+            json.dump(result, pipe)
+        os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout
+    chunks, timed_out = [], False
+    with os.fdopen(read_end, "r") as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([pipe], [], [], left)
+            if ready:
+                text = pipe.read()
+                chunks.append(text)
+                break
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return Outcome(None, "hang", f"no result within {timeout:g} s", "hang")
+    text = "".join(chunks)
+    if not text:
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        return Outcome(
+            None, "crash", f"child ended without a result (signal {sig})", f"crash:signal{sig}"
+        )
+    result = json.loads(text)
+    outcome = Outcome(
+        result["exit_code"],
+        result.get("finding"),
+        result.get("detail", ""),
+        result.get("signature", ""),
+    )
+    if outcome.finding:
+        return outcome
+    return _check_directory(output, outcome)
+
+
+def _check_directory(output: Path, outcome: Outcome) -> Outcome:
+    """A temporary file left behind, or an output written by a failed ingest, is a finding."""
+    others = sorted(p.name for p in output.parent.iterdir() if p != output)
+    if others:
+        return Outcome(
+            outcome.exit_code,
+            "leftover-file",
+            f"left in the output directory: {', '.join(others)}",
+            "leftover-file",
+        )
+    if outcome.exit_code != 0 and output.exists():
+        return Outcome(
+            outcome.exit_code,
+            "output-after-error",
+            f"exit {outcome.exit_code} but {output.name} was written",
+            "output-after-error",
+        )
+    return outcome
