@@ -33,7 +33,6 @@ from dynforecast.train.config import OptimSection, TrainConfig
 from dynforecast.train.distributed import (
     DistContext,
     all_reduce_sum,
-    any_rank,
     epoch_remainder,
     shard,
     wrap_model,
@@ -48,7 +47,7 @@ from dynforecast.train.metrics import (
 )
 from dynforecast.train.precision import backward, choose_precision, optimizer_step
 from dynforecast.train.progress import EpochProgress
-from dynforecast.train.signals import StopFlag, catch_stop_signals
+from dynforecast.train.signals import STOP_SIGNALS, StopFlag, catch_stop_signals
 
 BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.csv"
 #: Checkpoint key of the raw training weights when model_state holds their moving average.
@@ -195,6 +194,10 @@ def fit(
             # positions [i B W, (i + 1) B W) of ``remaining``.
             remaining = epoch_remainder(order, state.windows_done, context.world_size)
             mine = shard(remaining, context) if context.enabled else remaining
+            # Padding (windows repeated so every rank runs as many steps) weighs nothing: each
+            # window counts once in the gradient and the training MSE, as in one process.
+            positions = context.rank + np.arange(len(mine)) * max(context.world_size, 1)
+            real = positions < len(order) - state.windows_done
             per_step = optim.batch_size * context.world_size
             done_before = -(-state.windows_done // per_step)  # batches of this world size
             starts = range(0, len(mine), optim.batch_size)
@@ -206,6 +209,10 @@ def fit(
                 with precision.autocast():
                     prediction = network(batch)
                 squared, coords = node_squared_errors(prediction.to(dtype), batch)
+                keep = real[start : start + optim.batch_size]
+                if not keep.all():
+                    weight = torch.as_tensor(keep, dtype=dtype, device=device)[batch.node_graph]
+                    squared, coords = squared * weight, coords * weight
                 sse, count = squared.sum(), coords.sum()
                 # DDP averages gradients over ranks: dividing by the coordinates of all ranks'
                 # batches (times W) makes the step that of one process with the global batch,
@@ -343,7 +350,22 @@ def extend_schedule(scheduler: Any, optim: OptimSection, epochs_done: int) -> No
 
 
 def _stop_requested(stop: StopFlag, device: torch.device, context: DistContext) -> bool:
-    return any_rank(stop.requested, device, context)
+    """Whether any rank got a stop signal; every rank then records the same signal (the first
+    of STOP_SIGNALS that some rank got), so all stop with one message and exit code."""
+    if not context.enabled:
+        return stop.requested
+    names = [sig.name for sig in STOP_SIGNALS]
+    mine = torch.zeros(len(names), dtype=torch.float64, device=device)
+    if stop.signal_name in names:
+        mine[names.index(stop.signal_name)] = 1.0
+    elif stop.requested:  # requested by code under another name: a plain stop (exit 75)
+        mine[0] = 1.0
+    seen = all_reduce_sum(mine, context).cpu().tolist()
+    if not any(seen):
+        return False
+    if not stop.requested:
+        stop.request(names[next(i for i, n in enumerate(seen) if n)])
+    return True
 
 
 def _interrupted(stop: StopFlag, run_dir: Path, epoch: int, done: int, total: int) -> Interrupted:

@@ -20,7 +20,9 @@ def prepare_threads(context: DistContext, requested: int | None) -> tuple[Thread
 
     Raises UsageError for a bad ``requested`` or OMP_NUM_THREADS.
     """
-    choice = choose_threads(requested, ranks_on_node=context.local_world_size)
+    choice = choose_threads(
+        requested, ranks_on_node=context.local_world_size, launcher=context.launcher
+    )
     previous = torch.get_num_threads()
     apply_threads(choice)
     return choice, previous

@@ -4,18 +4,21 @@ torch's default is the machine's core count, which over-subscribes whenever the 
 fewer: a SLURM task with ``--cpus-per-task=4`` on a 64-core node, a container with a CPU quota,
 a ``taskset``, or several DDP ranks sharing one node. Two OpenMP threads on one free core make
 small-graph steps slower than one thread (issue 13 measured 0.49x -> 1.85x of the reference).
-The default here is the smallest of
+The default is, in this order:
 
-- the CPU affinity mask (``os.sched_getaffinity``: taskset, cpusets, SLURM's task binding),
-- SLURM_CPUS_PER_TASK (in an allocation; it counts CPUs per task, i.e. per rank),
-- the cgroup CPU quota, ceil(quota / period), of this process's cgroup and its parents
-  (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``),
+1. ``--threads N``;
+2. OMP_NUM_THREADS when set (the user's choice, or torchrun's: it sets 1 for several ranks);
+3. the smallest of the CPU affinity mask (``os.sched_getaffinity``: taskset, cpusets, SLURM's
+   task binding) and the cgroup CPU quota, ceil(quota / period), of this process's cgroup and
+   its parents (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), capped by
+   SLURM_CPUS_PER_TASK inside an allocation.
 
-divided among the ranks sharing the node (except SLURM_CPUS_PER_TASK, already per rank);
-OMP_NUM_THREADS, when set, is taken as the user's (or torchrun's) choice, and ``--threads N``
-wins over everything. (joblib/loky's cpu_count applies affinity and the root cgroup's quota but
-neither nested cgroups nor SLURM, and does not say which limit applied, which the start-of-run
-line prints.)
+Ranks of one node share what 3. finds, so it is divided among them, except where it comes from
+SLURM for srun-launched ranks: SLURM_CPUS_PER_TASK (and a bound task's affinity) is already per
+rank. Under ``srun torchrun`` a SLURM task is a torchrun agent holding all of the node's ranks,
+so its CPUs are divided. (joblib/loky's cpu_count applies affinity and the root cgroup's quota
+but neither nested cgroups nor SLURM, and does not say which limit applied, which the
+start-of-run block prints.)
 """
 
 from __future__ import annotations
@@ -47,13 +50,17 @@ def choose_threads(
     requested: int | None,
     *,
     ranks_on_node: int = 1,
+    launcher: str | None = None,
     environ: Mapping[str, str] | None = None,
     cgroup_root: Path = CGROUP_ROOT,
     proc_cgroup: Path = PROC_CGROUP,
+    affinity: int | None = None,
 ) -> ThreadChoice:
     """The thread count of this process (see the module docstring for the order of sources).
 
-    Raises UsageError for ``requested`` < 1 or a malformed OMP_NUM_THREADS.
+    ``ranks_on_node``: DDP ranks on this node; ``launcher``: "slurm" (srun started each rank),
+    "torchrun" or None (one process); ``affinity`` replaces `affinity_cpus` (tests). Raises
+    UsageError for ``requested`` < 1 or a malformed OMP_NUM_THREADS.
     """
     env = os.environ if environ is None else environ
     if requested is not None:
@@ -62,25 +69,23 @@ def choose_threads(
         return ThreadChoice(requested, "--threads")
     omp = env.get("OMP_NUM_THREADS", "").strip()
     if omp:
-        first = omp.split(",")[0]  # OpenMP allows a list per nesting level
+        first = omp.split(",")[0].strip()  # OpenMP allows a list, one per nesting level
         if not first.isdigit() or int(first) < 1:
             raise UsageError(
                 f"environment variable OMP_NUM_THREADS: expected a positive integer (got {omp!r})"
             )
         return ThreadChoice(int(first), "OMP_NUM_THREADS")
-    limits = [(affinity_cpus(), "CPU affinity")]
+    limits = [(affinity_cpus() if affinity is None else affinity, "CPU affinity")]
     quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None:
         limits.append((quota, "cgroup CPU quota"))
     count, source = min(limits, key=lambda item: item[0])
-    if ranks_on_node > 1:
-        count, source = (
-            max(1, count // ranks_on_node),
-            f"{source} / {ranks_on_node} ranks on this node",
-        )
     slurm = env.get("SLURM_CPUS_PER_TASK", "").strip()
-    if slurm.isdigit() and 0 < int(slurm) < count:
+    if slurm.isdigit() and 0 < int(slurm) <= count:
         count, source = int(slurm), "SLURM_CPUS_PER_TASK"
+    per_rank = launcher == "slurm" and bool(slurm.isdigit() and int(slurm) > 0)
+    if ranks_on_node > 1 and not per_rank:
+        count, source = max(1, count // ranks_on_node), f"{source} / {ranks_on_node} ranks"
     return ThreadChoice(max(count, 1), source)
 
 
