@@ -185,6 +185,23 @@ def shard(window_ids: np.ndarray, context: DistContext) -> np.ndarray:
     return padded[context.rank :: context.world_size]
 
 
+def rank_windows(
+    order: np.ndarray, done: int, context: DistContext
+) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's windows of an epoch whose first ``done`` windows of ``order`` are visited,
+    and a bool mask of the real ones (False: padding that makes the ranks' shares equal).
+
+    Shapes: order [n] -> ([m], [m]) with m = ceil((n - done) / W). Batch i (rows [i B, (i+1) B))
+    of every rank together is the positions [i B W, (i + 1) B W) of ``order[done:]``, as one
+    process with batch B W would take them; the real windows of all ranks are ``order[done:]``,
+    each exactly once.
+    """
+    remaining = epoch_remainder(order, done, context.world_size)
+    mine = shard(remaining, context)
+    positions = context.rank + np.arange(len(mine)) * max(context.world_size, 1)
+    return mine, positions < len(order) - done
+
+
 def shard_exact(window_ids: np.ndarray, context: DistContext) -> np.ndarray:
     """This rank's share without padding (for metrics: every window counted exactly once)."""
     if not context.enabled:

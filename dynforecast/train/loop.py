@@ -33,8 +33,7 @@ from dynforecast.train.config import OptimSection, TrainConfig
 from dynforecast.train.distributed import (
     DistContext,
     all_reduce_sum,
-    epoch_remainder,
-    shard,
+    rank_windows,
     wrap_model,
 )
 from dynforecast.train.ema import WeightAverage
@@ -191,13 +190,10 @@ def fit(
             order = epoch_order(train_ids, config.seed, epoch)
             # The epoch's windows not yet visited, dealt to this rank (all of them, in order,
             # for a single process): batch i of every rank together covers the global
-            # positions [i B W, (i + 1) B W) of ``remaining``.
-            remaining = epoch_remainder(order, state.windows_done, context.world_size)
-            mine = shard(remaining, context) if context.enabled else remaining
+            # positions [i B W, (i + 1) B W) of what is left.
             # Padding (windows repeated so every rank runs as many steps) weighs nothing: each
             # window counts once in the gradient and the training MSE, as in one process.
-            positions = context.rank + np.arange(len(mine)) * max(context.world_size, 1)
-            real = positions < len(order) - state.windows_done
+            mine, real = rank_windows(order, state.windows_done, context)
             per_step = optim.batch_size * context.world_size
             done_before = -(-state.windows_done // per_step)  # batches of this world size
             starts = range(0, len(mine), optim.batch_size)
