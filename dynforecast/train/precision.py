@@ -7,9 +7,11 @@ exponent range needs a gradient scaler (`torch.amp.GradScaler`: the loss is mult
 backward and steps with inf/NaN gradients are skipped while the scale shrinks); bf16 has
 float32's range and needs none. The old ``optim.amp = true`` (``--amp``) means bf16.
 
-Accuracy (tests/test_precision.py, the symmetry suite's batches): predictions within 2e-2 of
-the float32 ones relative to the output scale for bf16 and 5e-3 for fp16, equivariance errors
-within those tolerances as well.
+Accuracy (tests/test_precision.py, on the symmetry suite's batches, untrained ESTAG, SAKE and
+EGNN): the predicted displacement from the last past frame stays within `TOLERANCE` of its
+float32 value, relative to the largest float32 displacement, and so do all E(3) and permutation
+errors, beyond float32's own 1e-5 of the output scale (measured on the CPU, torch 2.13: bf16 up to 1.4e-2, fp16 up to 1.8e-3). Two epochs of
+a small EGNN on N-body data reach a validation MSE within 5% (bf16) and 2% (fp16) of fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dynforecast.errors import UsageError
 from dynforecast.train.config import PRECISIONS
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Largest deviation from float32 accepted for a precision, relative to the displacement scale.
+TOLERANCE = {"fp32": 0.0, "bf16": 3e-2, "fp16": 5e-3}
 
 
 @dataclass(frozen=True)
