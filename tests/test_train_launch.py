@@ -139,3 +139,27 @@ def test_train_with_a_malformed_slurm_variable_is_one_error_line(data, tmp_path,
         "error: environment variable SLURM_PROCID: expected an integer (got 'five')"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_batch_size_is_documented_per_process_in_train_help():
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert (
+        "Windows per step of each process (optim.batch_size); under DDP the global batch is "
+        in (text)
+    )
+    assert "this times the number of processes (printed at the start)." in text
+
+
+def test_a_rank_other_than_0_prints_logs_and_writes_nothing(data, tmp_path, monkeypatch):
+    from dynforecast.train import run
+    from dynforecast.train.distributed import DistContext
+
+    _clear(monkeypatch)
+    # rank 1 of a world whose collectives are identities: what rank 1 does alone
+    monkeypatch.setattr(run, "init_from_env", lambda device: DistContext(rank=1, world_size=1))
+    result = _train(data, tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+    assert not (tmp_path / "run").exists()

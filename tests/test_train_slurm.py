@@ -199,3 +199,12 @@ def test_usr1_to_one_rank_stops_both_and_the_run_resumes_under_1_then_2_processe
     got = read_metrics_csv(tmp_path / "run" / "metrics.csv")
     for row, ref in zip(got, metrics_want, strict=True):
         assert float(row["val_mse"]) == pytest.approx(float(ref["val_mse"]), rel=1e-4)
+
+
+@pytest.mark.slow  # compilation: ~90 s for two ranks on the loaded 2-core machine
+def test_compile_with_two_srun_tasks_steps_like_one_eager_process(data, tmp_path):
+    want = reference(data, tmp_path / "one", epochs=1, batch=8)
+    args = ["train", str(data), *OPTIONS, "--epochs", "1", "--batch-size", "4", "--compile"]
+    (rc0, _, err0), (rc1, _, err1) = finish(srun([*args, "--out", "two"], tmp_path), timeout=600)
+    assert (rc0, rc1) == (0, 0), err0 + err1
+    assert_same_weights(load_checkpoint(tmp_path / "two" / "last.pt")["model_state"], want)
