@@ -400,14 +400,35 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="optim.epochs", show_default="20")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="optim.batch_size", show_default="100")
+        int | None,
+        typer.Option(
+            help="Windows per step of each process (optim.batch_size); under DDP the global "
+            "batch is this times the number of processes (printed at the start).",
+            show_default="training windows / 10, 1 to 100, divided among the processes",
+        ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="optim.lr", show_default="5e-4")] = None,
     seed: Annotated[int | None, typer.Option(help="seed", show_default="0")] = None,
     device: DeviceOption = None,
     amp: Annotated[
-        bool, typer.Option("--amp", help="bfloat16 autocast (CUDA only; optim.amp).")
+        bool, typer.Option("--amp", help="Deprecated: the same as --precision bf16 (optim.amp).")
     ] = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, bf16 or fp16 autocast of the training forward pass, CPU or CUDA "
+            "(optim.precision).",
+            show_default="fp32",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads per process.",
+            show_default="the CPUs this process may use: affinity, SLURM_CPUS_PER_TASK, "
+            "cgroup quota",
+        ),
+    ] = None,
     compile_model: Annotated[
         bool,
         typer.Option(
@@ -461,6 +482,7 @@ def train(
         "optim.amp": True if amp else None,
         "optim.compile": True if compile_model else None,
         "optim.val_every": val_every,
+        "optim.precision": precision,
     }
     _set_quiet(quiet)
     resolved = resolve_config(config, set_ or [], options, protocol=protocol)
@@ -472,12 +494,14 @@ def train(
     if seeds is not None:
         from dynforecast.ensemble import train_members
 
-        for summary in train_members(data, resolved, out, seeds):
-            print(json.dumps(summary.to_dict()) if json_output else summary.line())
+        for summary in train_members(data, resolved, out, seeds, threads=threads):
+            if summary.is_main:
+                print(json.dumps(summary.to_dict()) if json_output else summary.line())
         return
     command = _given_command(ctx, leave_out=("json_output",))
-    summary = run_training(data, resolved, out, command=command)
-    print(json.dumps(summary.to_dict()) if json_output else summary.line())
+    summary = run_training(data, resolved, out, command=command, threads=threads)
+    if summary.is_main:  # one result line per run, not one per DDP rank
+        print(json.dumps(summary.to_dict()) if json_output else summary.line())
 
 
 @app.command()

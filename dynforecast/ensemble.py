@@ -70,7 +70,9 @@ def load_members(paths: Sequence[Path]) -> list[TrainedModel]:
     return members
 
 
-def train_members(data: Path | None, config: TrainConfig, out: Path | None, seeds: int) -> list:
+def train_members(
+    data: Path | None, config: TrainConfig, out: Path | None, seeds: int, threads: int | None = None
+) -> list:
     """Train ``seeds`` ensemble members, seeds config.seed .. config.seed + seeds - 1, into
     ``out/seed-<seed>`` (each an ordinary run directory: rerunning resumes every member).
 
@@ -92,6 +94,7 @@ def train_members(data: Path | None, config: TrainConfig, out: Path | None, seed
             data,
             dataclasses.replace(config, seed=config.seed + i),
             base / f"seed-{config.seed + i}",
+            threads=threads,
         )
         for i in range(seeds)  # one training run per member
     ]

@@ -195,15 +195,19 @@ def test_a_batch_leaving_few_steps_is_warned_about_and_quiet_silences_logs(files
     )
 
 
-def test_amp_on_the_cpu_is_warned_about_and_recorded_off(files, tmp_path):
+def test_amp_is_a_deprecated_alias_of_bf16_and_recorded_as_it(files, tmp_path):
     run = tmp_path / "run"
     result = invoke("train", files["clip"], "--amp", "--device", "cpu", "--epochs", 1, "--out", run)
     assert result.exit_code == 0, result.stderr
-    assert "warning: --amp (optim.amp) is for CUDA only; training in float32 on cpu" in (
+    assert "warning: --amp (optim.amp) is deprecated; training with --precision bf16 on cpu" in (
         result.stderr
     )
     resolved = _config(run)["train_config"]
-    assert (resolved["optim"]["amp"], resolved["device"]) == (False, "cpu")
+    assert (resolved["optim"]["amp"], resolved["optim"]["precision"], resolved["device"]) == (
+        False,
+        "bf16",
+        "cpu",
+    )
 
 
 def test_graph_cutoff_takes_a_length_with_a_unit(files, tmp_path):

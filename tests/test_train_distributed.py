@@ -71,3 +71,30 @@ def test_two_gloo_ranks_train_in_sync_and_only_rank_0_writes(tmp_path):
     assert first["val"] == second["val"]
     assert sorted(os.listdir(runs[0])) == ["best.pt", "last.pt", "metrics.csv"]
     assert not os.path.exists(runs[1])
+
+
+@pytest.mark.parametrize("world, done", [(1, 0), (2, 0), (2, 5), (3, 7), (4, 20), (3, 22)])
+def test_rank_windows_deal_the_epochs_rest_once_in_global_batch_order(world, done):
+    from dynforecast.train.distributed import rank_windows
+
+    order = np.random.default_rng(world + done).permutation(22)
+    parts = [rank_windows(order, done, DistContext(rank=r, world_size=world)) for r in range(world)]
+    assert len({len(mine) for mine, _ in parts}) == 1  # every rank runs as many steps
+    real = np.concatenate([mine[mask] for mine, mask in parts])
+    assert sorted(real) == sorted(order[done:])  # each window exactly once
+    batch = 3  # step i of all ranks = the positions [i B W, (i + 1) B W) of one process
+    steps = -(-len(parts[0][0]) // batch)
+    one_process = order[done:]
+    for i in range(steps):
+        got = np.concatenate([m[i * batch : (i + 1) * batch][k[i * batch : (i + 1) * batch]]
+                              for m, k in parts])  # fmt: skip
+        assert sorted(got) == sorted(one_process[i * batch * world : (i + 1) * batch * world])
+
+
+def test_a_checkpoint_without_windows_done_resumes_at_its_batches_times_batch_size():
+    from dynforecast.train.loop import FitState
+
+    state = {"epoch": 2, "batch_in_epoch": 3, "partial_sums": [1.0, 2.0], "best_val": 0.5}
+    state.update(best_epoch=1, bad_epochs=0, finished=False, history=[])
+    assert FitState.from_checkpoint(state, batch_size=8).windows_done == 24
+    assert FitState.from_checkpoint({**state, "windows_done": 13}, batch_size=8).windows_done == 13

@@ -39,6 +39,8 @@ DEFAULT_MODEL = "estag"
 SCHEDULES = ("none", "cosine", "plateau")
 DEVICES_HELP = "auto, cpu, cuda or cuda:<index>"
 DTYPES = ("float32", "float64")
+#: optim.precision: autocast of the forward pass (`dynforecast.train.precision`).
+PRECISIONS = ("fp32", "bf16", "fp16")
 GRAPH_KINDS = ("auto", "bonds", "radius", "all_pairs")
 SPLIT_MODES = ("auto", *DATA_SPLIT_MODES)
 _DATA_SECTIONS = ("window", "graph", "split", "systems")
@@ -108,15 +110,18 @@ class OptimSection:
     """Adam with coupled weight decay, optional schedule, gradient clipping, early stopping.
 
     clip: maximum global gradient norm (None = off). early_stopping_patience: validations without
-    a better validation MSE before stopping (None = never). amp: bfloat16 autocast, CUDA only.
-    compile: train through ``torch.compile`` (fused kernels: SAKE's forward + backward on 31-joint
-    skeletons ran 1.46x faster on the CPU), paid for by tens of seconds of compilation in the
-    first batches and once more for the smaller last batch; worth it for long runs only.
-    val_every: validate every N epochs (and after the last one); best.pt and early stopping count
-    validations, so the patience is in validations. ema_decay: keep an exponential moving average
-    of the weights with this decay per optimiser step (None = off; `dynforecast.train.ema`); the
-    average is what is validated and what best.pt holds. batch_size: unset = the training
-    windows / 10, between 1 and 100 (`dynforecast.train.auto.auto_batch_size`).
+    a better validation MSE before stopping (None = never). batch_size: windows per optimiser
+    step of each process (a DDP run of W processes steps on W x batch_size windows); unset = the
+    training windows / 10, between 1 and 100 (`dynforecast.train.auto.auto_batch_size`).
+    precision: fp32, bf16 or fp16 autocast of the training forward pass
+    (`dynforecast.train.precision`; validation runs in fp32); amp: the deprecated spelling of
+    precision bf16. compile: train through ``torch.compile`` (fused kernels: SAKE's forward +
+    backward on 31-joint skeletons ran 1.46x faster on the CPU), paid for by tens of seconds of
+    compilation in the first batches and once more for the smaller last batch; worth it for long
+    runs only. val_every: validate every N epochs (and after the last one); best.pt and early
+    stopping count validations, so the patience is in validations. ema_decay: keep an
+    exponential moving average of the weights with this decay per optimiser step (None = off;
+    `dynforecast.train.ema`); the average is what is validated and what best.pt holds.
     """
 
     lr: float = 5e-4
@@ -130,6 +135,7 @@ class OptimSection:
     compile: bool = False
     val_every: int = 1
     ema_decay: float | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        _check_choice("optim.precision", self.optim.precision, PRECISIONS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("data.graph.kind", self.data.graph.kind, GRAPH_KINDS)
         _check_choice("data.split.mode", self.data.split.mode, SPLIT_MODES)

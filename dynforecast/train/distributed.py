@@ -32,7 +32,8 @@ class DistContext:
 
     ``launched`` is True under torchrun/srun even for a world of one process, so that a
     one-GPU job exercises the same process group and DDP wrapper as a multi-GPU one;
-    ``launcher`` says which ("torchrun", "slurm").
+    ``launcher`` says which ("torchrun", "slurm"); ``local_world_size`` counts the ranks on
+    this node (they share its CPUs).
     """
 
     rank: int = 0
@@ -40,6 +41,7 @@ class DistContext:
     local_rank: int = 0
     launched: bool = False
     launcher: str | None = None
+    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -88,6 +90,7 @@ def init_from_env(device: torch.device) -> DistContext:
         local_rank=launch.local_rank,
         launched=True,
         launcher=launch.launcher,
+        local_world_size=launch.local_world_size,
     )
 
 
@@ -180,6 +183,23 @@ def shard(window_ids: np.ndarray, context: DistContext) -> np.ndarray:
         return window_ids
     padded = epoch_remainder(window_ids, 0, context.world_size)
     return padded[context.rank :: context.world_size]
+
+
+def rank_windows(
+    order: np.ndarray, done: int, context: DistContext
+) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's windows of an epoch whose first ``done`` windows of ``order`` are visited,
+    and a bool mask of the real ones (False: padding that makes the ranks' shares equal).
+
+    Shapes: order [n] -> ([m], [m]) with m = ceil((n - done) / W). Batch i (rows [i B, (i+1) B))
+    of every rank together is the positions [i B W, (i + 1) B W) of ``order[done:]``, as one
+    process with batch B W would take them; the real windows of all ranks are ``order[done:]``,
+    each exactly once.
+    """
+    remaining = epoch_remainder(order, done, context.world_size)
+    mine = shard(remaining, context)
+    positions = context.rank + np.arange(len(mine)) * max(context.world_size, 1)
+    return mine, positions < len(order) - done
 
 
 def shard_exact(window_ids: np.ndarray, context: DistContext) -> np.ndarray:

@@ -33,8 +33,7 @@ from dynforecast.train.config import OptimSection, TrainConfig
 from dynforecast.train.distributed import (
     DistContext,
     all_reduce_sum,
-    any_rank,
-    shard,
+    rank_windows,
     wrap_model,
 )
 from dynforecast.train.ema import WeightAverage
@@ -45,8 +44,9 @@ from dynforecast.train.metrics import (
     node_squared_errors,
     write_metrics_csv,
 )
+from dynforecast.train.precision import backward, choose_precision, optimizer_step
 from dynforecast.train.progress import EpochProgress
-from dynforecast.train.signals import StopFlag, catch_stop_signals
+from dynforecast.train.signals import STOP_SIGNALS, StopFlag, catch_stop_signals
 
 BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.csv"
 #: Checkpoint key of the raw training weights when model_state holds their moving average.
@@ -62,6 +62,9 @@ class FitState:
 
     epoch: int = 0
     batch_in_epoch: int = 0
+    #: Windows of the current epoch's order consumed so far, over all ranks: what makes a
+    #: checkpoint resumable under another number of ranks.
+    windows_done: int = 0
     partial_sums: list[float] = field(default_factory=lambda: [0.0, 0.0])
     best_val: float = math.inf
     best_epoch: int = 0
@@ -70,10 +73,13 @@ class FitState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_checkpoint(cls, state: dict[str, Any]) -> FitState:
+    def from_checkpoint(cls, state: dict[str, Any], batch_size: int = 1) -> FitState:
+        """The counters of a checkpoint; one written before windows_done was stored (by one
+        process) consumed ``batch_in_epoch * batch_size`` windows."""
         return cls(
             epoch=int(state["epoch"]),
             batch_in_epoch=int(state["batch_in_epoch"]),
+            windows_done=int(state.get("windows_done", state["batch_in_epoch"] * batch_size)),
             partial_sums=[float(v) for v in state["partial_sums"]],
             best_val=float(state["best_val"]),
             best_epoch=int(state["best_epoch"]),
@@ -134,6 +140,8 @@ def fit(
     optim = config.optim
     dtype = getattr(torch, config.dtype)
     model.to(device=device, dtype=dtype)
+    precision = choose_precision(optim.precision, optim.amp, device, config.dtype)
+    scaler = precision.scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = make_scheduler(optimizer, optim)
     state = FitState()
@@ -146,21 +154,31 @@ def fit(
         optimizer.load_state_dict(resume["optimizer_state"])
         if scheduler is not None and resume["scheduler_state"] is not None:
             scheduler.load_state_dict(resume["scheduler_state"])
+        if scaler is not None and resume.get("grad_scaler_state"):
+            scaler.load_state_dict(resume["grad_scaler_state"])
         restore_rng(resume["rng"])
-        state = FitState.from_checkpoint(resume)
+        state = FitState.from_checkpoint(resume, optim.batch_size)
+        if not context.is_main:  # the stored partial sums are the sums over all ranks
+            state.partial_sums = [0.0, 0.0]
         state.finished = _still_finished(state, optim)
         extend_schedule(scheduler, optim, state.epoch)
     network = wrap_model(model, device, context)
     if optim.compile:
         # Checkpoints keep saving ``model``: the compiled wrapper's state_dict has other key names.
         network = torch.compile(network)
-    autocast = optim.amp and device.type == "cuda"
     progress = progress or EpochProgress(enabled=context.is_main)
+
+    # Informational (resumption does not need them): who wrote the checkpoint, in what steps.
+    layout = {
+        "world_size": context.world_size,
+        "global_batch": int(optim.batch_size or 0) * context.world_size,
+    }
 
     def checkpoint(path: Path) -> None:
         if context.is_main:
+            stored = {**(metadata or {}), **layout}
             save_checkpoint(
-                _checkpoint_dict(model, optimizer, scheduler, state, metadata or {}, average), path
+                _checkpoint_dict(model, optimizer, scheduler, state, stored, average, scaler), path
             )
 
     train_ids = np.asarray(splits["train"], dtype=np.int64)
@@ -169,34 +187,52 @@ def fit(
         while not state.finished and state.epoch < optim.epochs:
             started = time.perf_counter()
             epoch = state.epoch + 1
-            mine = shard(epoch_order(train_ids, config.seed, epoch), context)
+            order = epoch_order(train_ids, config.seed, epoch)
+            # The epoch's windows not yet visited, dealt to this rank (all of them, in order,
+            # for a single process): batch i of every rank together covers the global
+            # positions [i B W, (i + 1) B W) of what is left.
+            # Padding (windows repeated so every rank runs as many steps) weighs nothing: each
+            # window counts once in the gradient and the training MSE, as in one process.
+            mine, real = rank_windows(order, state.windows_done, context)
+            per_step = optim.batch_size * context.world_size
+            done_before = -(-state.windows_done // per_step)  # batches of this world size
             starts = range(0, len(mine), optim.batch_size)
-            progress.start_epoch(epoch, optim.epochs, len(starts), state.batch_in_epoch)
+            progress.start_epoch(epoch, optim.epochs, done_before + len(starts), done_before)
             running = torch.tensor(state.partial_sums, dtype=torch.float64, device=device)
             network.train()
             for index, start in enumerate(starts):
-                if index < state.batch_in_epoch:
-                    continue
                 batch = dataset.batch(mine[start : start + optim.batch_size]).to(device, dtype)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                with precision.autocast():
                     prediction = network(batch)
                 squared, coords = node_squared_errors(prediction.to(dtype), batch)
+                keep = real[start : start + optim.batch_size]
+                if not keep.all():
+                    weight = torch.as_tensor(keep, dtype=dtype, device=device)[batch.node_graph]
+                    squared, coords = squared * weight, coords * weight
                 sse, count = squared.sum(), coords.sum()
-                loss = sse / count.clamp_min(1.0)
+                # DDP averages gradients over ranks: dividing by the coordinates of all ranks'
+                # batches (times W) makes the step that of one process with the global batch,
+                # whatever the system sizes on each rank.
+                total = all_reduce_sum(count.detach(), context) if context.enabled else count
+                loss = sse * context.world_size / total.clamp_min(1.0)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                backward(loss, optimizer, scaler)
                 if optim.clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
-                optimizer.step()
+                optimizer_step(optimizer, scaler)
                 if average is not None:
                     average.update()
                 running += torch.stack([sse.detach(), count]).double()
-                state.batch_in_epoch = index + 1
+                state.batch_in_epoch = done_before + index + 1
+                state.windows_done = min(state.windows_done + per_step, len(order))
                 progress.advance()
-                if _stop_requested(stop, device, context) and state.batch_in_epoch < len(starts):
-                    state.partial_sums = running.tolist()
+                last_step = index + 1 == len(starts)
+                if _stop_requested(stop, device, context) and not last_step:
+                    state.partial_sums = all_reduce_sum(running, context).tolist()
                     checkpoint(run_dir / LAST)
-                    raise _interrupted(stop, run_dir, epoch, state.batch_in_epoch, len(starts))
+                    raise _interrupted(
+                        stop, run_dir, epoch, state.batch_in_epoch, done_before + len(starts)
+                    )
             totals = all_reduce_sum(running, context).tolist()
             train_mse = totals[0] / totals[1] if totals[1] else float("nan")
             if not math.isfinite(train_mse):
@@ -235,6 +271,7 @@ def fit(
             }
             state.history.append(row)
             state.epoch, state.batch_in_epoch, state.partial_sums = epoch, 0, [0.0, 0.0]
+            state.windows_done = 0
             if improved:
                 state.best_val, state.best_epoch, state.bad_epochs = val_mse, epoch, 0
             elif validated:
@@ -309,7 +346,22 @@ def extend_schedule(scheduler: Any, optim: OptimSection, epochs_done: int) -> No
 
 
 def _stop_requested(stop: StopFlag, device: torch.device, context: DistContext) -> bool:
-    return any_rank(stop.requested, device, context)
+    """Whether any rank got a stop signal; every rank then records the same signal (the first
+    of STOP_SIGNALS that some rank got), so all stop with one message and exit code."""
+    if not context.enabled:
+        return stop.requested
+    names = [sig.name for sig in STOP_SIGNALS]
+    mine = torch.zeros(len(names), dtype=torch.float64, device=device)
+    if stop.signal_name in names:
+        mine[names.index(stop.signal_name)] = 1.0
+    elif stop.requested:  # requested by code under another name: a plain stop (exit 75)
+        mine[0] = 1.0
+    seen = all_reduce_sum(mine, context).cpu().tolist()
+    if not any(seen):
+        return False
+    if not stop.requested:
+        stop.request(names[next(i for i, n in enumerate(seen) if n)])
+    return True
 
 
 def _interrupted(stop: StopFlag, run_dir: Path, epoch: int, done: int, total: int) -> Interrupted:
@@ -328,6 +380,7 @@ def _checkpoint_dict(
     state: FitState,
     metadata: dict[str, Any],
     average: WeightAverage | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
     raw = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     weights: dict[str, Any] = {"model_state": raw}
@@ -346,6 +399,8 @@ def _checkpoint_dict(
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         "epoch": state.epoch,
         "batch_in_epoch": state.batch_in_epoch,
+        "windows_done": state.windows_done,
+        "grad_scaler_state": scaler.state_dict() if scaler is not None else None,
         "partial_sums": list(state.partial_sums),
         "best_val": state.best_val,
         "best_epoch": state.best_epoch,

@@ -42,14 +42,35 @@ from dynforecast.io.checksum import file_checksum
 from dynforecast.train import setup
 from dynforecast.train.checkpoint import load_checkpoint, versions
 from dynforecast.train.config import TrainConfig, config_from_dict
-from dynforecast.train.distributed import any_rank, barrier, init_from_env, local_device
+from dynforecast.train.distributed import (
+    any_rank,
+    barrier,
+    close,
+    init_from_env,
+    is_peer_failure,
+    local_device,
+    peer_failure,
+)
+from dynforecast.train.launch import batch_script_note
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
+from dynforecast.train.parallel import prepare_threads
+from dynforecast.train.precision import choose_precision
+from dynforecast.train.threads import ThreadChoice
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
-RESUMABLE_CHANGES = ("optim.epochs", "optim.early_stopping_patience", "device", "optim.compile")
+RESUMABLE_CHANGES = (
+    "optim.epochs",
+    "optim.early_stopping_patience",
+    "device",
+    "optim.compile",
+    "optim.precision",
+    "optim.amp",
+    # per process: a run resumed under another number of processes keeps its --batch-size
+    "optim.batch_size",
+)
 #: config.json key of the baselines' validation MSE (`dynforecast report` draws them).
 BASELINES_KEY = "baselines_val_mse"
 
@@ -67,6 +88,8 @@ class TrainSummary:
     unit: str
     resumed_from_epoch: int | None
     seconds: float
+    #: False on DDP ranks other than 0, which print no result line.
+    is_main: bool = True
 
     def line(self) -> str:
         """One result line for stdout."""
@@ -144,18 +167,60 @@ def train(
     *,
     on_epoch_end: EpochHook | None = None,
     command: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> TrainSummary:
     """Train (or resume) a run; see the module docstring for what the run directory holds.
 
     ``command`` (the CLI's argv after the program name) makes a stop message name the exact
     resume command. Raises OutputError if a live process holds the run directory, UsageError for
     another model or configuration in it, CompatibilityError for other data, `Interrupted` on a
-    stop signal or Ctrl-C (after writing last.pt).
+    stop signal or Ctrl-C (after writing last.pt), DistributedError when another rank of a DDP
+    run ended or stopped answering. ``threads`` overrides the CPU thread count
+    (`dynforecast.train.threads`).
     """
     started = time.perf_counter()
     device = setup.resolve_device(config.device)
+    choose_precision(config.optim.precision, config.optim.amp, device, config.dtype)
     context = init_from_env(device)
+    quiet = console.stderr.quiet
+    if not context.is_main:  # one log per run: rank 0's (errors are still printed by every rank)
+        console.set_quiet(True)
+    try:
+        choice, previous_threads = prepare_threads(context, threads)
+    except BaseException:
+        close(context)
+        console.set_quiet(quiet)
+        raise
+    try:
+        return _train_in_group(
+            data, config, run_dir, context, device, started, on_epoch_end, command, choice
+        )
+    except (RuntimeError, ValueError) as exc:  # a collective failed: a peer ended or hung
+        if context.enabled and is_peer_failure(exc):
+            raise peer_failure(exc, context) from None
+        raise
+    finally:
+        close(context)
+        console.set_quiet(quiet)
+        torch.set_num_threads(previous_threads)
+
+
+def _train_in_group(
+    data: Path | None,
+    config: TrainConfig,
+    run_dir: Path | None,
+    context: Any,
+    device: torch.device,
+    started: float,
+    on_epoch_end: EpochHook | None,
+    command: Sequence[str] | None,
+    threads: ThreadChoice,
+) -> TrainSummary:
+    """`train` once this process is in its process group (or alone), ``threads`` applied."""
     device = local_device(device, context)
+    note = batch_script_note()
+    if note is not None:
+        console.log(note)
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
     notes: list[str] = []
@@ -169,7 +234,9 @@ def train(
             "positive fraction"
         )
     setup.check_recorded_split(systems, dataset, splits, resolved)
-    resolved = setup.resolve_batch_size(resolved, len(splits["train"]), notes)
+    resolved = setup.resolve_batch_size(
+        resolved, len(splits["train"]), notes, world_size=context.world_size
+    )
     resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
@@ -188,7 +255,7 @@ def train(
     try:
         return _train_locked(
             run_dir, resolved, systems, dataset, splits, model, context, device,
-            data_path, checksum, started, on_epoch_end, given, notes,
+            data_path, checksum, started, on_epoch_end, given, notes, threads,
         )  # fmt: skip
     except Interrupted as stop:
         if command is None:
@@ -228,6 +295,7 @@ def _train_locked(
     on_epoch_end: EpochHook | None,
     given: dict[str, Any],
     notes: Sequence[str] = (),
+    threads: ThreadChoice | None = None,
 ) -> TrainSummary:
     """The part of `train` that runs while the run directory's lock is held."""
     resume = None
@@ -244,6 +312,7 @@ def _train_locked(
                 )
                 + _nothing_left(resume, resolved)
             )
+        _log_batch_change(resume, resolved, context)
     elif context.is_main:
         console.log(f"run directory {run_dir}")
     signature = setup.data_signature(
@@ -276,6 +345,8 @@ def _train_locked(
             baselines=baselines_mse,
             mse_unit=setup.squared_unit(signature.length_unit),
             notes=notes,
+            threads=threads,
+            context=context,
         ):
             console.log(line)
     metadata = {
@@ -323,7 +394,21 @@ def _train_locked(
         unit=setup.squared_unit(signature.length_unit),
         resumed_from_epoch=int(resume["epoch"]) if resume is not None else None,
         seconds=time.perf_counter() - started,
+        is_main=context.is_main,
     )
+
+
+def _log_batch_change(resume: dict[str, Any], config: TrainConfig, context: Any) -> None:
+    """Say so when a resumed run steps on another global batch than the one that wrote the
+    checkpoint (another --batch-size, or the same one under another number of processes)."""
+    saved = config_from_dict(resume["train_config"]).optim.batch_size
+    before = resume.get("global_batch", saved)
+    now = int(config.optim.batch_size or 0) * context.world_size
+    if context.is_main and before is not None and int(before) != now:
+        console.log(
+            f"note: global batch {now} ({config.optim.batch_size} per process x "
+            f"{context.world_size}), was {before} when {LAST} was written"
+        )
 
 
 def _check_resumable(

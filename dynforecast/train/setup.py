@@ -312,41 +312,55 @@ def check_recorded_split(
         )
 
 
-def resolve_batch_size(config: TrainConfig, n_train: int, notes: list[str]) -> TrainConfig:
-    """Fill an unset optim.batch_size from the training windows; warn about too few steps."""
+def resolve_batch_size(
+    config: TrainConfig, n_train: int, notes: list[str], world_size: int = 1
+) -> TrainConfig:
+    """Fill an unset optim.batch_size from the training windows; warn about too few steps.
+
+    optim.batch_size is per process: under DDP of ``world_size`` processes an unset one is the
+    automatic global batch divided among them (at least 1 each), so the same command steps on
+    about the same global batch whatever the number of processes.
+    """
     from dynforecast import console
 
     batch = config.optim.batch_size
     if batch is None:
-        batch = auto.auto_batch_size(n_train)
+        batch = max(1, auto.auto_batch_size(n_train) // world_size)
+        per = f" per process x {world_size} processes" if world_size > 1 else ""
         notes.append(
-            f"batch: {batch} ({n_train} training windows, "
-            f"{auto.steps_per_epoch(n_train, batch)} steps per epoch)"
+            f"batch: {batch}{per} ({n_train} training windows, "
+            f"{auto.steps_per_epoch(n_train, batch * world_size)} steps per epoch)"
         )
-    elif auto.steps_per_epoch(n_train, batch) < auto.MIN_STEPS:
+    elif auto.steps_per_epoch(n_train, batch * world_size) < auto.MIN_STEPS:
+        per = f" per process x {world_size} processes" if world_size > 1 else ""
         console.log(
-            f"warning: batch size {batch} leaves {auto.steps_per_epoch(n_train, batch)} "
-            f"optimiser step(s) per epoch for {n_train} training windows; a smaller batch "
-            f"(e.g. {auto.auto_batch_size(n_train)}) usually trains better"
+            f"warning: batch size {batch}{per} leaves "
+            f"{auto.steps_per_epoch(n_train, batch * world_size)} optimiser step(s) per epoch "
+            f"for {n_train} training windows; a smaller batch "
+            f"(e.g. {max(1, auto.auto_batch_size(n_train) // world_size)}) usually trains better"
         )
     optim = dataclasses.replace(config.optim, batch_size=batch)
     return dataclasses.replace(config, optim=optim)
 
 
 def resolve_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
-    """optim.amp (bfloat16 autocast) works on CUDA only: on the CPU it is warned about and off.
+    """The precision the run uses (`dynforecast.train.precision`), with the deprecated
+    optim.amp (``--amp``) turned into optim.precision bf16 (warned about once, on any device).
 
-    Also records the device actually used, so config.json says where the run ran.
+    Also records the device actually used, so config.json says where the run ran. Raises
+    UsageError for a precision this torch cannot run on ``device``.
     """
     from dynforecast import console
+    from dynforecast.train.precision import choose_precision
 
     optim = config.optim
-    if optim.amp and device.type != "cuda":
+    chosen = choose_precision(optim.precision, optim.amp, device, config.dtype)
+    if optim.amp:
         console.log(
-            f"warning: --amp (optim.amp) is for CUDA only; training in {config.dtype} on "
-            f"{device} (recorded as optim.amp=false)"
+            "warning: --amp (optim.amp) is deprecated; training with --precision bf16 on "
+            f"{device} (recorded as optim.precision=bf16)"
         )
-        optim = dataclasses.replace(optim, amp=False)
+    optim = dataclasses.replace(optim, amp=False, precision=chosen.name)
     return dataclasses.replace(config, optim=optim, device=str(device))
 
 

@@ -13,18 +13,23 @@ import torch
 
 from dynforecast.data.windows import WindowDataset, WindowSpec
 from dynforecast.train.config import TrainConfig
+from dynforecast.train.distributed import DistContext
+from dynforecast.train.threads import ThreadChoice
 
 #: Windows sampled to measure the graph's mean in-degree (one batch; radius graphs vary).
 DEGREE_SAMPLE = 64
 
 
-def device_line(device: torch.device) -> str:
-    """ "cpu, 2 threads" or "cuda:0 (NVIDIA H200), 16 threads"."""
+def device_line(device: torch.device, threads: ThreadChoice | None = None) -> str:
+    """ "cpu, 2 threads" or "cuda:0 (NVIDIA H200), 16 threads"; with ``threads``, the count
+    torch uses followed by the limit it came from: "cpu, 2 threads (CPU affinity)"."""
     name = str(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         name = f"{name} ({torch.cuda.get_device_name(index)})"
-    return f"{name}, {torch.get_num_threads()} threads"
+    count = torch.get_num_threads()
+    source = f" ({threads.source})" if threads is not None else ""
+    return f"{name}, {count} thread{'' if count == 1 else 's'}{source}"
 
 
 def window_line(spec: WindowSpec, step: float, time_unit: str) -> str:
@@ -72,8 +77,15 @@ def start_block(
     baselines: Mapping[str, float | None],
     mse_unit: str,
     notes: Sequence[str],
+    threads: ThreadChoice | None = None,
+    context: DistContext | None = None,
 ) -> list[str]:
-    """The lines of the start-of-run block (without a trailing newline)."""
+    """The lines of the start-of-run block (without a trailing newline). ``threads`` and
+    ``context`` add where the thread count came from and, under DDP, the processes and the
+    global batch (`dynforecast.train.parallel`)."""
+    from dynforecast.train.parallel import batch_line, processes_line
+
+    context = context or DistContext()
     graph = config.data.graph
     kind = graph.kind + (f" + {graph.hops} hops" if graph.kind == "bonds" else "")
     if graph.kind == "radius":
@@ -83,14 +95,16 @@ def start_block(
         f"{name} {'n/a' if value is None else format(value, '.6g')}"
         for name, value in baselines.items()
     )
+    processes = processes_line(context, device)
     lines = [
-        f"device     {device_line(device)}",
+        f"device     {device_line(device, threads)}, precision {config.optim.precision}",
+        *([f"processes  {processes}"] if processes else []),
         f"model      {config.model.name}, {n_parameters:,} parameters"
         + (f" (protocol {config.protocol})" if config.protocol else ""),
         f"window     {window_line(dataset.spec, dataset.time_step, time_unit)}",
         f"graph      {kind}, mean in-degree {degree:.3g}",
         f"split      {split_line(config, splits)}",
-        f"batch      {config.optim.batch_size}",
+        f"batch      {batch_line(int(config.optim.batch_size or 0), context)}",
         f"baselines  val MSE [{mse_unit}]: {shown}",
     ]
     lines.extend(f"  auto     {note}" for note in notes)
