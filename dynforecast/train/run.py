@@ -43,6 +43,7 @@ from dynforecast.train import setup
 from dynforecast.train.checkpoint import load_checkpoint, versions
 from dynforecast.train.config import TrainConfig, config_from_dict
 from dynforecast.train.distributed import any_rank, barrier, init_from_env, local_device
+from dynforecast.train.init_scale import resolve_initial_scales
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
@@ -170,6 +171,7 @@ def train(
         )
     setup.check_recorded_split(systems, dataset, splits, resolved)
     resolved = setup.resolve_batch_size(resolved, len(splits["train"]), notes)
+    resolved = resolve_initial_scales(resolved, dataset, splits["train"], notes)
     resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
@@ -209,6 +211,7 @@ def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
     dataset = setup.build_dataset(systems, resolved)
     splits = setup.build_splits(dataset, resolved)
     resolved = setup.resolve_batch_size(resolved, len(splits["train"]), [])
+    resolved = resolve_initial_scales(resolved, dataset, splits["train"], [])
     seed_everything(resolved.seed)
     return setup.with_model_config(resolved, setup.build_model(resolved))
 
