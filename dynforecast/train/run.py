@@ -287,6 +287,7 @@ def _train_locked(
         "data_checksum": checksum,
         "data_path": str(data_path),
         "versions": versions(),
+        BASELINES_KEY: baselines_mse,  # the divergence guard's "stay" (train/divergence.py)
     }
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
