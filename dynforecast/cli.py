@@ -303,6 +303,16 @@ QuietOption = Annotated[
 ]
 
 
+RigidBonesOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--rigid-bones/--no-rigid-bones",
+        help="Keep every bone of a skeleton at its length in rollouts.",
+        show_default="on for BVH and ASF/AMC input",
+    ),
+]
+
+
 def _set_quiet(quiet: bool) -> None:
     from dynforecast.console import set_quiet
 
@@ -542,6 +552,7 @@ def evaluate(
     ] = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
+    rigid_bones: RigidBonesOption = None,
 ) -> None:
     """MSE of a checkpoint on a split, with the stay, constant-velocity and linear baselines."""
     import json
@@ -565,6 +576,7 @@ def evaluate(
             starts=starts,
             trust_threshold=trust_threshold,
             device=device or "auto",
+            rigid_bones=rigid_bones,
         )
         if plot is not None:
             plot_rollout(result, plot, overwrite=overwrite)
@@ -576,6 +588,7 @@ def evaluate(
         ("--starts", starts),
         ("--trust-threshold", trust_threshold),
         ("--plot", plot),
+        ("--rigid-bones/--no-rigid-bones", rigid_bones),
     ):
         if value is not None:
             raise UsageError(f"{name} needs --rollout K")
@@ -612,6 +625,7 @@ def predict(
     overwrite: OverwriteOption = False,
     device: DeviceOption = None,
     quiet: QuietOption = False,
+    rigid_bones: RigidBonesOption = None,
 ) -> None:
     """Autoregressive rollout to H5MD (observables/is_forecast marks predicted frames)."""
     from dynforecast.predict import predict_file
@@ -628,5 +642,6 @@ def predict(
         export=export,
         overwrite=overwrite,
         device=device or "auto",
+        rigid_bones=rigid_bones,
     )
     print(summary.line())

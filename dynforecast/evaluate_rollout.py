@@ -42,6 +42,7 @@ from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.baselines import fit_linear
+from dynforecast.rigid_bones import RigidBones, resolve_rigid_bones
 from dynforecast.rollout import RolloutBatcher, RolloutPlan, advance
 from dynforecast.rollout_metrics import (
     RolloutGeometry,
@@ -157,8 +158,13 @@ def evaluate_rollout(
     trust_threshold: float | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    rigid_bones: bool | None = None,
 ) -> dict[str, Any]:
-    """The rollout evaluation of the module docstring as one JSON-ready dict."""
+    """The rollout evaluation of the module docstring as one JSON-ready dict.
+
+    ``rigid_bones`` (None = on for skeleton input): every forecaster's predicted frames are
+    projected onto the bone lengths (`dynforecast.rigid_bones`), as in `predict`.
+    """
     if split not in SPLITS:
         raise UsageError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     if steps < 1:
@@ -181,6 +187,7 @@ def evaluate_rollout(
         raise UsageError(f"{data}: the {split} split has no windows; try --split all")
     spec = dataset.spec
     plan = RolloutPlan.for_spec(spec)
+    rigid = resolve_rigid_bones(rigid_bones, systems)
     chosen = choose_starts(dataset, ids, plan, steps, starts)
     from dynforecast.evaluate import _log_window_and_split
 
@@ -242,6 +249,7 @@ def evaluate_rollout(
             given,
             superpose=superpose,
         )
+        bones = RigidBones.for_rollouts(systems, sub.system, given) if rigid else None
         member_runs = []
         for name, (model, uses_velocities) in forecasters.items():
             result = advance(
@@ -252,6 +260,7 @@ def evaluate_rollout(
                 given_v if uses_velocities else None,
                 steps=steps,
                 grid_dt=grid_dt,
+                bones=bones,
             )
             predicted = result.positions[plan.given :]
             valid = np.arange(1, steps + 1)[:, None] <= result.predicted[None, :]
@@ -326,6 +335,7 @@ def evaluate_rollout(
             "starts": len(chosen.system),
             "starts_available": chosen.available,
             "steps": steps,
+            "rigid_bones": rigid,
             "step_time": grid_dt,
             "time_unit": signature.time_unit,
             "length_unit": signature.length_unit,
@@ -383,6 +393,7 @@ def table(report: dict[str, Any]) -> str:
         f"{' + '.join(report['checkpoints'])} on {report['data']}, split {report['split']}: "
         f"{report['starts']} rollouts of {report['steps']} steps ({report['step_time']:g}"
         f"{' ' + time_unit if time_unit else ''} each); median MSE {'(dimensionless)' if unit == '1' else 'in ' + unit}"
+        + ("; bones kept rigid" if report.get("rigid_bones") else "")
     )
     extra = [
         ("rmsd", "RMSD"),

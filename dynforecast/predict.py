@@ -34,6 +34,8 @@ from dynforecast.io.atomic import check_output_path
 from dynforecast.io.export import check_export_target
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
+from dynforecast.rigid_bones import PARAMETER as RIGID_PARAMETER
+from dynforecast.rigid_bones import RigidBones, is_skeleton, resolve_rigid_bones
 from dynforecast.rollout import (
     DIVERGENCE_FACTOR,
     RolloutPlan,
@@ -74,8 +76,12 @@ def rollout(
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     divergence_factor: float = DIVERGENCE_FACTOR,
+    rigid_bones: bool = False,
 ) -> Rollout:
     """Predict ``steps`` grid frames after the given frames ending at ``start`` (module docstring).
+
+    ``rigid_bones``: project every predicted frame onto the skeleton's bone lengths
+    (`dynforecast.rigid_bones`); recorded as the output parameter ``rigid_bones`` (1 or 0).
 
     A loop over rollout steps is inherent; each step is one batch of m windows over all nodes.
     """
@@ -114,6 +120,7 @@ def rollout(
         steps=steps,
         grid_dt=plan.grid * frame_time,
         divergence_factor=divergence_factor,
+        bones=RigidBones.from_bonds(system.bonds, given) if rigid_bones else None,
     )
     predicted = int(result.predicted[0])
     known = n_given + predicted
@@ -121,6 +128,8 @@ def rollout(
     positions_out = history[:known].cpu().numpy()
     velocities_out = None if velocity is None else velocity[:known].cpu().numpy()
     trajectory = _forecast_trajectory(system, frames, positions_out, velocities_out, plan.grid)
+    parameters = {**trajectory.parameters, RIGID_PARAMETER: np.array([int(rigid_bones)], np.int8)}
+    trajectory = dataclasses.replace(trajectory, parameters=parameters)
     flags = np.concatenate([np.zeros(n_given, np.int8), np.ones(predicted, np.int8)])
     return Rollout(trajectory, flags, predicted, divergence)
 
@@ -171,6 +180,7 @@ class PredictSummary:
     predicted: int
     start: int
     frame_stride: int
+    rigid_bones: bool = False
 
     def line(self) -> str:
         exported = f" and {self.export}" if self.export is not None else ""
@@ -182,6 +192,7 @@ class PredictSummary:
         return (
             f"wrote {self.output}{exported}: system {self.system}, {self.given} given frames "
             f"ending at frame {self.start} + {self.predicted} predicted, {grid}"
+            + (", bones kept rigid" if self.rigid_bones else "")
         )
 
 
@@ -196,6 +207,7 @@ def predict_file(
     export: Path | None = None,
     overwrite: bool = False,
     device: str = "auto",
+    rigid_bones: bool | None = None,
 ) -> PredictSummary:
     """Roll out ``checkpoint`` on one system of ``data`` and write H5MD (and an export).
 
@@ -204,6 +216,7 @@ def predict_file(
     work; on divergence the frames so far are written, then DivergenceError is raised. Several
     checkpoints (or run directories) are an ensemble (`dynforecast.ensemble`): the forecast is
     the members' mean, their spread the observable ``spread`` and a PDB export's B-factors.
+    ``rigid_bones`` None = on for skeleton input (BVH, ASF/AMC), `dynforecast.rigid_bones`.
     """
     from dynforecast.ensemble import ensemble_rollout, load_members
     from dynforecast.io.h5md import write_h5md
@@ -224,6 +237,7 @@ def predict_file(
         member.to(torch_device)
     spec = setup.window_spec(trained.config)
     plan = RolloutPlan.for_spec(spec)
+    rigid = resolve_rigid_bones(rigid_bones, [chosen])
 
     def run(model: ForecastModel) -> Rollout:
         return rollout(
@@ -237,6 +251,7 @@ def predict_file(
             use_velocities=trained.signature.has_velocities,
             device=torch_device,
             dtype=getattr(torch, trained.config.dtype),
+            rigid_bones=rigid,
         )
 
     spread = None
@@ -245,6 +260,16 @@ def predict_file(
     else:
         result, spread, _ = ensemble_rollout([m.model for m in members], run)
     log(f"window {window_line(spec, chosen.time_step, chosen.time_unit)}; system {chosen.name}")
+    if is_skeleton(chosen):
+        log(
+            "rigid bones: "
+            + (
+                "on (each predicted frame projected onto the bone lengths; --no-rigid-bones "
+                "turns it off)"
+                if rigid
+                else "off (--no-rigid-bones)"
+            )
+        )
     write_h5md(
         output,
         [result.trajectory],
@@ -275,6 +300,7 @@ def predict_file(
         predicted=result.predicted,
         start=chosen.n_frames - 1 if start is None else start,
         frame_stride=plan.grid,
+        rigid_bones=rigid,
     )
 
 

@@ -19,6 +19,9 @@ m x R windows (window j * R + r = copy j of rollout r), whatever R is.
 Velocities, for models that read them: the data's at the given frames, then for each predicted
 frame the finite difference (x_u - x_{u-g}) / (g * frame time).
 
+Rigid bones (skeletons; `dynforecast.rigid_bones`): with ``bones`` given, every predicted frame
+is projected onto the hierarchy's bone lengths before the guard and before it becomes input.
+
 Divergence guard (per rollout): a predicted frame with a non-finite coordinate, or with a
 particle farther than ``divergence_factor`` x the initial extent from the initial centroid
 (extent = largest distance of a given-frame particle from the centroid of the last given frame),
@@ -43,6 +46,7 @@ from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.batch import WindowBatch
 from dynforecast.ops.scatter import scatter_sum
+from dynforecast.rigid_bones import RigidBones
 
 #: A predicted particle farther than this many initial extents from the initial centroid stops
 #: the rollout (an N-body system that flies apart legitimately stays well inside it).
@@ -238,8 +242,11 @@ def advance(
     steps: int,
     grid_dt: float,
     divergence_factor: float = DIVERGENCE_FACTOR,
+    bones: RigidBones | None = None,
 ) -> RolloutResult:
     """Predict ``steps`` grid frames of every rollout after its given frames (module docstring).
+
+    ``bones`` (skeletons): project each predicted frame onto its bone lengths (`RigidBones`).
 
     Shapes: given [G, V, 3] (G = plan.given), given_velocities [G, V, 3] or None. A loop over
     rollout steps is inherent; each step is one batch of m x R windows over all nodes. The loop
@@ -274,6 +281,8 @@ def advance(
         positions = history[index].permute(0, 2, 1, 3)  # [m, V, T, 3]
         velocities = None if velocity is None else velocity[index].permute(0, 2, 1, 3)
         new = model(batcher(positions, velocities)).to(dtype).reshape(m, -1, 3)
+        if bones is not None:
+            new = bones.project(new)
         # Per (frame j, rollout r) through one segment index j * R + r over all m x V nodes.
         segment = (torch.arange(m, device=device)[:, None] * n_rollouts + node_rollout).flatten()
         node_distance = (new - centroid[node_rollout]).norm(dim=-1).flatten()  # NaN stays NaN

@@ -184,6 +184,7 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
             "hidden_dim": 8,
             "num_layers": 2,
             "num_past_frames": batch.num_frames,
+            "extrapolation_init": 1.0,  # what `dynforecast train` sets (train/init_scale.py)
         }
     elif name == "egnn":
         options = {"hidden_dim": 16, "num_layers": 2, "node_attr_dim": batch.node_attrs.shape[1]}
@@ -194,6 +195,7 @@ def small_model(name: str, batch: WindowBatch, **overrides: object) -> ForecastM
             "num_layers": 2,
             "num_basis": 8,
             "node_attr_dim": batch.node_attrs.shape[1],
+            "delta_scale": 0.5,  # what `dynforecast train` sets (train/init_scale.py)
         }
     elif name == "linear":  # fitted weights (unfitted it is constant velocity)
         weights = [0.7 - 0.3 * k for k in range(batch.num_frames - 1)]

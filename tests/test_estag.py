@@ -114,9 +114,18 @@ def test_theta_of_the_last_frame_gets_exactly_zero_gradient() -> None:
 
 def test_untrained_etp_predicts_the_refined_last_frame() -> None:
     batch = _batch()
-    model = _model(batch)
+    model = _model(batch, extrapolation_init=0.0)  # the reference's start
     with torch.no_grad():
         assert torch.equal(model(batch), model.refine(batch)[:, -1])
+
+
+def test_extrapolation_init_starts_the_etp_at_constant_velocity_of_the_refined_frames() -> None:
+    batch = _batch()
+    model = _model(batch, extrapolation_init=2.5)
+    with torch.no_grad():
+        refined = model.refine(batch)
+        expected = refined[:, -1] + 2.5 * (refined[:, -1] - refined[:, -2])
+        torch.testing.assert_close(model(batch), expected)
 
 
 def test_softmax_pooling_starts_as_the_uniform_average() -> None:

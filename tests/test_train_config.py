@@ -72,7 +72,8 @@ def test_unknown_key_is_refused_with_the_valid_ones():
         "unknown configuration key 'optim.lrr'; valid keys: optim.lr, optim.weight_decay, "
         "optim.clip, optim.schedule, optim.epochs, optim.batch_size, "
         "optim.early_stopping_patience, optim.amp, optim.compile, optim.val_every, "
-        "optim.ema_decay, optim.precision"
+        "optim.ema_decay, optim.precision, optim.divergence_factor, optim.rollback_lr_factor, "
+        "optim.max_rollbacks"
     )
     assert "data.window.past_frames" in valid_keys()
 

@@ -184,6 +184,7 @@ def test_sake_trained_on_motion_in_seconds_needs_the_scaled_kinetic_update(tmp_p
                 "model.name=sake", "window.protocol=motion", "model.hidden_dim=16",
                 "model.num_layers=2", f"model.dt_scale={scale}", "split.fractions=[0.6,0.2,0.2]",
                 "optim.epochs=3",
+                *(["model.delta_scale=none"] if scale == "none" else []),  # the whole reference
             ],
         )  # fmt: skip
         results[scale] = train(tmp_path / "walk.h5", config, tmp_path / scale.replace("/", "_"))

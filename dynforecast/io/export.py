@@ -85,6 +85,8 @@ def export_trajectory(
     if not finite.all():
         frame = int(np.flatnonzero(~finite)[0])
         raise UsageError(f"{path}: cannot write non-finite positions (frame {frame})")
+    if extension == ".bvh":
+        check_bvh_frame_times(trajectory, path)
     if extension == ".pdb":
         from dynforecast.io.pdb import write_pdb
 
@@ -107,3 +109,45 @@ def export_trajectory(
         write_bvh(trajectory, path, overwrite=overwrite)
     else:
         check_export_target(path, overwrite=overwrite)  # raises: the extension is unknown
+
+
+#: Relative tolerance on frame spacings counted as equal (float64 times of float32-era files).
+SPACING_TOLERANCE = 1e-6
+
+
+def check_bvh_frame_times(trajectory: Trajectory, path: Path) -> None:
+    """A BVH file has ONE ``Frame Time``: refuse unevenly spaced frames, explain a changed rate.
+
+    Uneven frames (e.g. a forecast whose given frames are spaced otherwise than its predicted
+    ones) would need resampling, which would invent frames: UsageError, nothing is written. Even
+    frames spaced otherwise than the source BVH's Frame Time (a forecast steps by the model's
+    frame spacing, gcd(spacing, horizon) input frames, and its given frames are written at that
+    spacing too) are written at their real spacing, with a note on stderr saying so and why.
+    """
+    from dynforecast.console import log
+
+    if trajectory.n_frames < 2:
+        return
+    steps = np.diff(np.asarray(trajectory.time, dtype=np.float64))
+    unit = "" if trajectory.time_unit == "1" else f" {trajectory.time_unit}"
+    if not np.allclose(steps, steps[0], rtol=SPACING_TOLERANCE, atol=0.0) or steps[0] <= 0:
+        raise UsageError(
+            f"{path}: frames are spaced {steps.min():.6g} to {steps.max():.6g}{unit} apart, and "
+            "a BVH file holds one Frame Time; writing them would need resampling, which would "
+            "invent frames (not done); the H5MD output keeps every frame's time"
+        )
+    source = trajectory.parameters.get(
+        "bvh_frame_time", trajectory.parameters.get("amc_frame_time")
+    )
+    if source is None or trajectory.time_unit not in ("s", "1"):
+        return
+    recorded = float(np.asarray(source, dtype=np.float64).ravel()[0])
+    ratio = float(steps[0]) / recorded if recorded > 0 else 1.0
+    if abs(ratio - 1.0) > SPACING_TOLERANCE:
+        log(
+            f"note: {path}: Frame Time {steps[0]:.6g} s, {ratio:.6g} x the source's "
+            f"{recorded:.6g} s ({1 / steps[0]:.4g} instead of {1 / recorded:.4g} frames per "
+            "second): the frames are that far apart (a forecast steps by the model's frame "
+            "spacing, and a BVH holds one frame time, so its given frames are written at that "
+            "spacing too); no frame is interpolated"
+        )

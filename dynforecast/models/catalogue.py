@@ -35,6 +35,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "temporal_attention": "use the equivariant temporal attention module (ETM)",
         "attention_mask": 'ETM attention: "forward" (each frame sees earlier ones) or "none"',
         "pooling": 'temporal pooling to the target frame: "etp" (reference) or "softmax"',
+        "extrapolation_init": "ETP start: 0 = last frame (reference), horizon/spacing = constant "
+        "velocity (auto in train)",
         "node_input": 'species encoding: "atomic_number" or "one_hot" over species_vocabulary',
         **_NODE_INPUT,
     },
@@ -53,6 +55,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "use_velocity": "pass the velocity vector to the first layer (N-body recipe)",
         "species": 'species encoding: "atomic_number", "one_hot" or "none"',
         "speed": "append the speed |v| to the node scalars",
+        "delta_scale": "velocity scaling the spatial displacement; velocity MLPs start at 1 "
+        "(none = reference; auto in train: from the training windows)",
         **_NODE_INPUT,
     },
     "egnn": {

@@ -162,12 +162,16 @@ class TemporalPooling(nn.Module):
     Shapes: x [V, T, 3] -> [V, 3]
     """
 
-    def __init__(self, num_frames: int, mode: str) -> None:
+    def __init__(self, num_frames: int, mode: str, extrapolation: float = 0.0) -> None:
         super().__init__()
         if mode not in POOLINGS:
             raise ValueError(f"expected pooling in {POOLINGS} (got {mode!r})")
         self.mode = mode
         self.theta = nn.Parameter(torch.zeros(num_frames))
+        if extrapolation and mode == "etp" and num_frames >= 2:
+            # theta_{T-2} = -H/D: x(T-1) + (H/D)(x(T-1) - x(T-2)), constant velocity to the target
+            with torch.no_grad():
+                self.theta[-2] = -extrapolation
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "softmax":
@@ -185,7 +189,10 @@ class ESTAG(ForecastModel):
         batch with another T is refused), amplitude ("code" | "paper"), spectral_features,
         frequency_gate, temporal_attention, attention_mask ("forward" | "none"), pooling
         ("etp" | "softmax"), node_input ("atomic_number" | "one_hot" over species_vocabulary),
-        node_attr_dim (extra columns of batch.node_attrs appended to the node input).
+        node_attr_dim (extra columns of batch.node_attrs appended to the node input),
+        extrapolation_init (0 = the reference's ETP start at the last frame; H/D, which
+        ``dynforecast train`` sets from the window, starts the ETP at constant-velocity
+        extrapolation of the refined frames: theta_{T-2} = -H/D).
 
     The batch carries no edge attributes, so with ``spectral_features=False`` the ESM edge input
     is [h_i, h_j, r_ij] only. ``attention_mask="forward"`` restricts the ETM attention; the EDFT
@@ -206,6 +213,7 @@ class ESTAG(ForecastModel):
         node_input: str = "atomic_number",
         species_vocabulary: Sequence[int] = (),
         node_attr_dim: int = 0,
+        extrapolation_init: float = 0.0,
     ) -> None:
         super().__init__()
         if hidden_dim < 1 or num_layers < 1 or num_past_frames < 1:
@@ -236,7 +244,7 @@ class ESTAG(ForecastModel):
             if temporal_attention
             else None
         )
-        self.pooling = TemporalPooling(num_past_frames, pooling)
+        self.pooling = TemporalPooling(num_past_frames, pooling, float(extrapolation_init))
 
     def embed(self, batch: WindowBatch) -> Tensor:
         """h_i(t) = W z_i + b + E[t]. Shapes: batch -> [V, T, H]."""

@@ -242,9 +242,17 @@ class SakeLayer(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
     def forward(
-        self, h: Tensor, x: Tensor, v: Tensor | None, graph: SakeGraph, step: float = 1.0
+        self,
+        h: Tensor,
+        x: Tensor,
+        v: Tensor | None,
+        graph: SakeGraph,
+        step: float = 1.0,
+        delta_scale: float = 1.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One layer; ``step`` scales the position update x' = x + step · v' (1 = reference)."""
+        """One layer; ``step`` scales the position update x' = x + step · v' (1 = reference),
+        ``delta_scale`` the spatial displacement δ in v' = δ + 2σ(·) v (1 = reference; δ is a
+        mean of unit vectors, so a velocity unit is brought in by the caller, see models/sake.py)."""
         num_nodes = graph.num_nodes
         r, d = pair_geometry(x, graph)
         m, self_m = self.messages(h, d, graph)
@@ -273,6 +281,8 @@ class SakeLayer(nn.Module):
             # δ_i = (1/n_i) Σ_j (w_vᵀ c_ij) u_ij = S_i w_v: linear, so mixed after the sum and
             # no second pass over the [E, C] coefficients
             delta = self.velocity_mixing(vectors).squeeze(2) * graph.inv_count
+            if delta_scale != 1.0:
+                delta = delta * delta_scale
         else:
             spatial = h.new_zeros(num_nodes, self.hidden)
             delta = x.new_zeros(num_nodes, 3)

@@ -122,6 +122,10 @@ class OptimSection:
     stopping count validations, so the patience is in validations. ema_decay: keep an
     exponential moving average of the weights with this decay per optimiser step (None = off;
     `dynforecast.train.ema`); the average is what is validated and what best.pt holds.
+    divergence_factor, rollback_lr_factor, max_rollbacks: the divergence guard
+    (`dynforecast.train.divergence`): a validation MSE above divergence_factor x min(best so far,
+    "stay") goes back to best.pt with the learning rate times rollback_lr_factor, at most
+    max_rollbacks times (then training stops); divergence_factor=none turns it off.
     """
 
     lr: float = 5e-4
@@ -136,6 +140,9 @@ class OptimSection:
     val_every: int = 1
     ema_decay: float | None = None
     precision: str = "fp32"
+    divergence_factor: float | None = 100.0
+    rollback_lr_factor: float = 0.1
+    max_rollbacks: int = 3
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ class TrainConfig:
                 raise UsageError(
                     f"configuration key {key!r}: expected a positive value (got {value})"
                 )
+        _check_divergence_keys(self.optim)
         decay = self.optim.ema_decay
         if decay is not None and not 0.0 < decay < 1.0:
             raise UsageError(
@@ -195,6 +203,25 @@ def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise UsageError(
             f"configuration key {key!r}: expected one of {list(choices)} (got {value!r})"
+        )
+
+
+def _check_divergence_keys(optim: OptimSection) -> None:
+    """The divergence guard's keys (`dynforecast.train.divergence`) in their ranges."""
+    factor, lr_factor = optim.divergence_factor, optim.rollback_lr_factor
+    if factor is not None and not factor > 1.0:
+        raise UsageError(
+            f"configuration key 'optim.divergence_factor': expected a number above 1, or none "
+            f"to turn the divergence guard off (got {factor})"
+        )
+    if not 0.0 < lr_factor <= 1.0:
+        raise UsageError(
+            f"configuration key 'optim.rollback_lr_factor': expected a number in (0, 1] "
+            f"(got {lr_factor})"
+        )
+    if optim.max_rollbacks < 0:
+        raise UsageError(
+            f"configuration key 'optim.max_rollbacks': expected 0 or more (got {optim.max_rollbacks})"
         )
 
 

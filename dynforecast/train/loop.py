@@ -36,6 +36,7 @@ from dynforecast.train.distributed import (
     rank_windows,
     wrap_model,
 )
+from dynforecast.train.divergence import DivergenceGuard, divergence_action, with_event_column
 from dynforecast.train.ema import WeightAverage
 from dynforecast.train.metrics import (
     BatchSource,
@@ -71,6 +72,7 @@ class FitState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    rollbacks: int = 0  # divergence-guard rollbacks so far (train/divergence.py)
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any], batch_size: int = 1) -> FitState:
@@ -85,7 +87,8 @@ class FitState:
             best_epoch=int(state["best_epoch"]),
             bad_epochs=int(state["bad_epochs"]),
             finished=bool(state["finished"]),
-            history=[dict(row) for row in state["history"]],
+            history=with_event_column([dict(row) for row in state["history"]]),
+            rollbacks=int(state.get("rollbacks", 0)),
         )
 
 
@@ -181,6 +184,7 @@ def fit(
                 _checkpoint_dict(model, optimizer, scheduler, state, stored, average, scaler), path
             )
 
+    guard = DivergenceGuard(optim, (metadata or {}).get("baselines_val_mse"))
     train_ids = np.asarray(splits["train"], dtype=np.int64)
     val_ids = np.asarray(splits["val"], dtype=np.int64)
     with catch_stop_signals() as stop, progress:
@@ -235,7 +239,7 @@ def fit(
                     )
             totals = all_reduce_sum(running, context).tolist()
             train_mse = totals[0] / totals[1] if totals[1] else float("nan")
-            if not math.isfinite(train_mse):
+            if not math.isfinite(train_mse) and not guard.can_roll_back(run_dir / BEST):
                 raise DivergenceError(
                     f"{run_dir}: training diverged (loss {train_mse}) in epoch {epoch}; "
                     "lower optim.lr or set optim.clip"
@@ -255,8 +259,12 @@ def fit(
                         context=context,
                     )["model"].mse
             lr = optimizer.param_groups[0]["lr"]
+            event = divergence_action(
+                guard, state, epoch, train_mse, val_mse, run_dir / BEST, context.is_main,
+                (model, optimizer, scheduler, average, TRAINING_STATE),
+            )  # fmt: skip
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                if val_mse is not None:
+                if val_mse is not None and not event:
                     scheduler.step(val_mse)
             elif scheduler is not None:
                 scheduler.step()
@@ -268,6 +276,7 @@ def fit(
                 "lr": lr,
                 "seconds": round(time.perf_counter() - started, 3),
                 "validated": validated,
+                "event": event,
             }
             state.history.append(row)
             state.epoch, state.batch_in_epoch, state.partial_sums = epoch, 0, [0.0, 0.0]
@@ -278,7 +287,7 @@ def fit(
                 state.bad_epochs += 1  # early stopping counts validations, not epochs
             patience = optim.early_stopping_patience
             stopped_early = patience is not None and state.bad_epochs >= patience
-            state.finished = stopped_early or epoch >= optim.epochs
+            state.finished = state.finished or stopped_early or epoch >= optim.epochs
             if improved:
                 checkpoint(run_dir / BEST)
             checkpoint(run_dir / LAST)
@@ -407,6 +416,7 @@ def _checkpoint_dict(
         "bad_epochs": state.bad_epochs,
         "finished": state.finished,
         "history": [dict(row) for row in state.history],
+        "rollbacks": state.rollbacks,
         "rng": capture_rng(),
         **metadata,
     }

@@ -52,6 +52,7 @@ from dynforecast.train.distributed import (
     peer_failure,
 )
 from dynforecast.train.launch import batch_script_note
+from dynforecast.train.init_scale import resolve_initial_scales
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
@@ -237,6 +238,7 @@ def _train_in_group(
     resolved = setup.resolve_batch_size(
         resolved, len(splits["train"]), notes, world_size=context.world_size
     )
+    resolved = resolve_initial_scales(resolved, dataset, splits["train"], notes)
     resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))
@@ -276,6 +278,7 @@ def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
     dataset = setup.build_dataset(systems, resolved)
     splits = setup.build_splits(dataset, resolved)
     resolved = setup.resolve_batch_size(resolved, len(splits["train"]), [])
+    resolved = resolve_initial_scales(resolved, dataset, splits["train"], [])
     seed_everything(resolved.seed)
     return setup.with_model_config(resolved, setup.build_model(resolved))
 
@@ -355,6 +358,7 @@ def _train_locked(
         "data_checksum": checksum,
         "data_path": str(data_path),
         "versions": versions(),
+        BASELINES_KEY: baselines_mse,  # the divergence guard's "stay" (train/divergence.py)
     }
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
