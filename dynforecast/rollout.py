@@ -163,9 +163,7 @@ class RolloutBatcher:
         if self._static is not None:
             src, dst = self._static_edges(copies)
         else:
-            last = flat[:, -1].detach().cpu().numpy()
-            found = radius_edges(last, node_graph.cpu().numpy(), self.graph)
-            src, dst = _long(found[0], self.device), _long(found[1], self.device)
+            src, dst = radius_edges(flat[:, -1], node_graph, self.graph)  # on the device
         return WindowBatch(
             positions=flat,
             species=self.species.repeat(copies),

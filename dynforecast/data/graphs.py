@@ -3,7 +3,7 @@
 Edges are directed ``src -> dst`` (messages flow from src and are aggregated at dst, see
 models/batch.py). Bond and all-pairs graphs are symmetric, depend only on the topology and are
 computed once per distinct topology; radius graphs depend on the coordinates and are built per
-window from its last past frame, for a whole batch in one k-d tree query.
+window from its last past frame, for a whole batch in one neighbour-list call (vesin).
 
 Shapes: N nodes of one system, V nodes of a batch, B windows, E edges.
 """
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import sparse
-from scipy.spatial import cKDTree
 
+from dynforecast.data.radius_graph import batch_radius_edges, radius_edges_numpy
 from dynforecast.data.ragged import group_offsets, ragged_positions
 from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
@@ -97,41 +98,24 @@ def all_pairs_edges(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def radius_edges(
-    points: np.ndarray, node_window: np.ndarray, spec: GraphSpec
-) -> tuple[np.ndarray, np.ndarray]:
+    points: np.ndarray | torch.Tensor, node_window: np.ndarray | torch.Tensor, spec: GraphSpec
+) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
     """Edges between nodes of the same window closer than ``spec.cutoff``, for a whole batch.
 
-    The windows are moved apart along x by more than the cutoff so that one k-d tree over all
-    nodes of the batch finds only pairs inside a window. With ``max_neighbours`` = k, every
-    destination keeps its k nearest sources.
+    One neighbour-list call over all windows of the batch (data/radius_graph.py, vesin): time
+    and memory linear in the node count, on the device of ``points`` when it is a tensor (a
+    rollout's batch on CUDA stays there). With ``max_neighbours`` = k, every destination keeps
+    its k nearest sources. Nodes with non-finite coordinates get no edges.
 
     Shapes: points [V, 3] (each node's position in its window's last past frame), node_window
-    [V] -> (src [E], dst [E]) in batch node numbering, in a deterministic order (grouped by
-    destination with a cap; k-d tree pair order without).
+    [V] -> (src [E], dst [E]) int64 in batch node numbering, NumPy arrays for NumPy input and
+    tensors on the points' device for tensor input; deterministic order (grouped by
+    destination, nearest first, with a cap; neighbour-list pair order without).
     """
     cutoff = float(spec.cutoff)  # type: ignore[arg-type]
-    coords = np.asarray(points, dtype=np.float64)
-    n_points = coords.shape[0]
-    if n_points == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    extent = float(coords.max() - coords.min()) + 2.0 * cutoff + 1.0
-    shifted = coords.copy()
-    shifted[:, 0] += np.asarray(node_window, dtype=np.float64) * extent
-    tree = cKDTree(shifted, balanced_tree=False, compact_nodes=False)  # faster build, same answers
-    if spec.max_neighbours is None:
-        # query_pairs keeps distances <= r; the largest float below the cutoff makes it "<".
-        pairs = tree.query_pairs(r=np.nextafter(cutoff, 0.0), output_type="ndarray")
-        first, second = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-        return np.concatenate([first, second]), np.concatenate([second, first])
-    # k+1 because every node finds itself at distance 0; misses come back as index n_points.
-    # Rows come out by destination and, inside a row, by distance: already a deterministic
-    # order, so no sort is needed (a sort of millions of edges would double the cost).
-    _, found = tree.query(shifted, k=spec.max_neighbours + 1, distance_upper_bound=cutoff)
-    dst = np.broadcast_to(np.arange(n_points, dtype=np.int64)[:, None], found.shape)
-    valid = (found != dst) & (found < n_points)
-    valid &= np.cumsum(valid, axis=1) <= spec.max_neighbours
-    return found[valid].astype(np.int64), dst[valid]
+    if isinstance(points, torch.Tensor):
+        return batch_radius_edges(points, node_window, cutoff, spec.max_neighbours)  # type: ignore[arg-type]
+    return radius_edges_numpy(points, node_window, cutoff, spec.max_neighbours)  # type: ignore[arg-type]
 
 
 def system_edges(system: Trajectory, spec: GraphSpec) -> tuple[np.ndarray, np.ndarray]:

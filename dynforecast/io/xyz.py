@@ -21,7 +21,7 @@ at a time, and `io.xyz_frames` reads times and tallies what is not kept.
   plain comment text) is not kept, and noted by name.
 - bonds, inferred once from the first frame: atoms i < j are bonded when their distance is below
   ``BOND_SCALE * (r_cov_i + r_cov_j)``, r_cov being ASE's covalent radii
-  (``ase.neighborlist.natural_cutoffs``); the search is ASE's vectorised ``neighbor_list``.
+  (`io.bond_inference`: one linear-memory neighbour list, vesin).
 - unit cell: a frame periodic in any direction (``pbc``; ``Lattice=`` without ``pbc=`` means
   periodic) with a non-zero ``Lattice`` has a box (Angstrom); a periodic frame without a
   Lattice (or with one of zeros) is a placeholder: no box, noted; a Lattice on a frame with
@@ -51,6 +51,7 @@ import numpy as np
 from dynforecast.console import log
 from dynforecast.errors import InputError, OutputError
 from dynforecast.io.atomic import atomic_output
+from dynforecast.io.bond_inference import covalent_bonds
 from dynforecast.io.checksum import file_checksum
 from dynforecast.io.inputs import check_input_file
 from dynforecast.io.notes import IngestNote, counted
@@ -96,12 +97,7 @@ def _reason(exc: BaseException) -> str:
 
 def infer_bonds(atoms) -> np.ndarray:
     """int32 [M, 2] pairs i < j closer than BOND_SCALE * (r_cov_i + r_cov_j) (one frame)."""
-    from ase.neighborlist import natural_cutoffs, neighbor_list
-
-    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_SCALE))
-    pairs = np.stack([first, second], axis=1)
-    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
-    return np.unique(pairs, axis=0).astype(np.int32).reshape(-1, 2)
+    return covalent_bonds(atoms.positions, atoms.numbers, BOND_SCALE, atoms.cell.array, atoms.pbc)
 
 
 class _Frames:
