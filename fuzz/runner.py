@@ -14,6 +14,7 @@ import json
 import os
 import select
 import signal
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ def _signature(exc: BaseException) -> str:
 def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: float) -> Outcome:
     """Ingest ``inputs`` into ``output`` in a child; then check the output directory."""
     read_end, write_end = os.pipe()
+    scratch = _scratch_dir(output)
+    before = _listing(inputs, topology)
     pid = os.fork()
     if pid == 0:  # the child: never return into the parent's code
         os.close(read_end)
@@ -105,6 +108,8 @@ def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        os.environ["TMPDIR"] = str(scratch)  # temporary files of ingest and its libraries
+        tempfile.tempdir = str(scratch)
         try:
             result = _child(inputs, topology, output)
         except BaseException:
@@ -132,12 +137,12 @@ def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: 
     if timed_out:
         return Outcome(None, "hang", f"no result within {timeout:g} s", "hang")
     text = "".join(chunks)
-    if not text:
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        return Outcome(
-            None, "crash", f"child ended without a result (signal {sig})", f"crash:signal{sig}"
-        )
-    result = json.loads(text)
+    try:
+        result = json.loads(text) if text else None
+    except ValueError:  # the child died while writing its result
+        result = None
+    if os.WIFSIGNALED(status) or result is None or os.WEXITSTATUS(status) != 0:
+        return _crash(status, result)
     outcome = Outcome(
         result["exit_code"],
         result.get("finding"),
@@ -146,17 +151,57 @@ def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: 
     )
     if outcome.finding:
         return outcome
-    return _check_directory(output, outcome)
+    return _check_directory(output, outcome, scratch, before, _listing(inputs, topology))
 
 
-def _check_directory(output: Path, outcome: Outcome) -> Outcome:
-    """A temporary file left behind, or an output written by a failed ingest, is a finding."""
+def _crash(status: int, result: dict | None) -> Outcome:
+    """A child killed by a signal, or gone without a whole result: a crash, whatever it said.
+
+    A signal after a result still counts (heap corruption found when memory is freed, as glibc's
+    "corrupted size vs. prev_size" abort does after mdtraj's XTC reader raised).
+    """
+    said = f"; it had reported exit {result['exit_code']}" if result else ""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
+        return Outcome(
+            None, "crash", f"child killed by signal {sig} ({name}){said}", f"crash:{name}"
+        )
+    code = os.WEXITSTATUS(status)
+    return Outcome(
+        None,
+        "crash",
+        f"child exited with status {code} without a whole result{said}",
+        f"crash:status{code}",
+    )
+
+
+def _scratch_dir(output: Path) -> Path:
+    """The child's TMPDIR: beside the output, so a temporary file left anywhere is seen."""
+    scratch = output.parent.parent / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return scratch
+
+
+def _listing(inputs: list[Path], topology: Path | None) -> set[Path]:
+    """Files of the input directories (ingest must never write beside its inputs)."""
+    folders = {p.parent for p in [*inputs, *([topology] if topology else [])]}
+    return {f for folder in folders for f in folder.iterdir()}
+
+
+def _check_directory(
+    output: Path, outcome: Outcome, scratch: Path, before: set[Path], after: set[Path]
+) -> Outcome:
+    """A temporary file left behind (beside the output, in TMPDIR or beside the inputs), or an
+    output written by a failed ingest, is a finding."""
     others = sorted(p.name for p in output.parent.iterdir() if p != output)
+    others += sorted(f"$TMPDIR/{p.name}" for p in scratch.iterdir())
+    others += sorted(f"(inputs)/{p.name}" for p in after - before)
     if others:
         return Outcome(
             outcome.exit_code,
             "leftover-file",
-            f"left in the output directory: {', '.join(others)}",
+            f"left behind: {', '.join(others)}",
             "leftover-file",
         )
     if outcome.exit_code != 0 and output.exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 FIELD_CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "field_cases"
 
 #: Families and the file-name suffix of their input (the topology's, where there is one).
-FAMILIES = ("pdb", "xyz", "bvh", "psf+dcd", "gro+xtc", "gro+trr", "pdb+nc")
+FAMILIES = ("pdb", "xyz", "bvh", "psf+dcd", "gro+xtc", "gro+trr", "pdb+nc", "asf+amc")
 
 #: MDAnalysisTests datafiles used as seeds (all under ~100 KB).
 _MDA_SEEDS = {
@@ -154,6 +154,7 @@ def seed_corpus(families: tuple[str, ...] = FAMILIES) -> dict[str, list[Seed]]:
             elif (path := _mdanalysis(name)) is not None:
                 corpus[family].append(_file_seed(f"MDAnalysisTests {name}", path))
     corpus["bvh"].extend(_synthetic_bvh())
+    corpus["asf+amc"].extend(_asf_amc())
     return {f: corpus[f] for f in families}
 
 
@@ -168,3 +169,80 @@ def _synthetic_bvh() -> list[Seed]:
     skeleton = random_skeleton(rng, 6, six_channel_fraction=0.3)
     text = format_bvh(skeleton, random_motion(rng, skeleton, 5), 1 / 120)
     return [Seed("synthetic bvh", (("synthetic.bvh", text.encode()),), "synthetic.bvh")]
+
+
+#: A small CMU-style skeleton: root + four bones, non-zero axes, each kind of dof list, limits.
+_ASF = """# fuzz seed
+:version 1.10
+:name fuzz
+:units
+  mass 1.0
+  length 0.45
+  angle deg
+:documentation
+  written for the fuzzer
+:root
+  order TX TY TZ RX RY RZ
+  axis XYZ
+  position 0 0 0
+  orientation 0 0 0
+:bonedata
+  begin
+    id 1
+    name lhipjoint
+    direction 0.6 -0.7 0.3
+    length 2.4
+    axis 0 0 0 XYZ
+  end
+  begin
+    id 2
+    name lfemur
+    direction 0.34 -0.94 0
+    length 7.1
+    axis 0 0 20 XYZ
+    dof rx ry rz
+    limits (-160.0 20.0)
+           (-70.0 70.0)
+           (-60.0 70.0)
+  end
+  begin
+    id 3
+    name ltibia
+    direction 0.34 -0.94 0
+    length 7.5
+    axis 0 0 20 XYZ
+    dof rx
+    limits (-10.0 170.0)
+  end
+  begin
+    id 4
+    name lowerback
+    direction 0.01 0.99 -0.05
+    length 2.0
+    axis 0 30 0 ZYX
+    dof rz rx ry
+  end
+:hierarchy
+  begin
+    root lhipjoint lowerback
+    lhipjoint lfemur
+    lfemur ltibia
+  end
+"""
+
+
+def _asf_amc() -> list[Seed]:
+    """The skeleton above with a 4-frame motion in degrees (CMU's layout, frames from 1)."""
+    rows = []
+    for frame in range(1, 5):
+        a = 3.0 * frame
+        rows += [
+            str(frame),
+            f"root {0.1 * frame:.4f} 17.2 {-0.5 * frame:.4f} {a:.3f} {-a:.3f} {2 * a:.3f}",
+            f"lfemur {-20 + a:.3f} {5 - a:.3f} {a / 2:.3f}",
+            f"ltibia {30 + a:.3f}",
+            f"lowerback {a:.3f} {-a / 3:.3f} 1.5",
+        ]
+    amc = "#!OML:ASF fuzz.asf\n:FULLY-SPECIFIED\n:DEGREES\n" + "\n".join(rows) + "\n"
+    files = (("skel.asf", _ASF.encode()), ("walk.amc", amc.encode()))
+    return [Seed("generated CMU-style asf+amc", files, "walk.amc", "skel.asf")]

@@ -23,6 +23,7 @@ from dynforecast.io.frame_spacing import SpacingCheck
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
 from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
 from dynforecast.io.readers import default_system_name, input_kind, open_input
+from dynforecast.io.storable import check_storable_text
 from dynforecast.io.table import format_table
 
 #: Called after each chunk with (system name, frames written so far).
@@ -155,6 +156,7 @@ def ingest(
             system_step = spacing.time_step
             if system_step is not None:
                 header = dataclasses.replace(header, time_unit=system_step.unit)
+            check_storable_text(header, path, top)
             add_trajectory_system(
                 writer, header, has_velocities=system.has_velocities, has_box=system.has_box
             )

@@ -30,6 +30,7 @@ from dynforecast.errors import DynforecastError, InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
 from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
 from dynforecast.io.inputs import check_input_file, extension_of
+from dynforecast.io.isolated import isolated_iter
 from dynforecast.io.molecular_audit import (
     audit_gro,
     audit_pdb,
@@ -51,6 +52,7 @@ from dynforecast.io.stream import (
 )
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.io.unread_arrays import unread_arrays
+from dynforecast.io.xdr_frames import XdrScan, scan_trr, scan_xtc
 
 #: Files that carry both a topology and coordinates (read without --topology).
 STANDALONE_EXTENSIONS = (".pdb", ".pdb.gz", ".ent")
@@ -70,6 +72,10 @@ TRAJECTORY_EXTENSIONS = (
     ".pdb",
     ".pdb.gz",
 )
+#: GROMACS XDR trajectories: their frame headers are checked before mdtraj reads them
+#: (`xdr_frames`), and XTC's compressed coordinates are decoded in a child process (`isolated`).
+XDR_SCANS = {".xtc": scan_xtc, ".trr": scan_trr}
+ISOLATED_EXTENSIONS = (".xtc",)
 #: Formats whose frames carry no time that mdtraj reads: it numbers their frames instead.
 UNTIMED_EXTENSIONS = (".dcd", ".binpos", ".lammpstrj", ".pdb", ".pdb.gz", ".ent")
 
@@ -255,7 +261,10 @@ def open_molecular(
     top_path = Path(topology) if topology is not None else path
     library_warnings: list[str] = []
     top, codes = _load_topology(top_path, library_warnings)
-    if topology is not None:
+    scan = None
+    if topology is not None and extension_of(path) in XDR_SCANS:
+        scan = XDR_SCANS[extension_of(path)](path, top.n_atoms, topology=top_path)
+    elif topology is not None:
         n_frames_atoms = _count_trajectory_atoms(path)
         if n_frames_atoms is not None and n_frames_atoms != top.n_atoms:
             raise InputError(
@@ -300,7 +309,7 @@ def open_molecular(
         stride,
         auto_chunk_frames(header.n_particles, chunk_frames),
         clock,
-        _NoteSink(notes, library_warnings, cryst1, top.n_atoms),
+        _NoteSink(notes, library_warnings, cryst1, top.n_atoms, scan),
     )
     # Whether frames carry a unit cell must be known before the H5MD layout is made; mdtraj's
     # readers differ per format in where the cell is, so the first chunk (read next anyway) tells.
@@ -352,9 +361,15 @@ class _NoteSink:
     """Where `_iter_chunks` leaves what it learns while reading: notes and mdtraj's warnings."""
 
     def __init__(
-        self, notes: list[IngestNote], warnings: list[str], cryst1: str | None, n_atoms: int
+        self,
+        notes: list[IngestNote],
+        warnings: list[str],
+        cryst1: str | None,
+        n_atoms: int,
+        scan: XdrScan | None = None,
     ):
         self.notes, self.warnings, self.cryst1, self.n_atoms = notes, warnings, cryst1, n_atoms
+        self.scan = scan
 
     def finish(self, path: Path, frames_read: int) -> None:
         """Notes for the warnings seen and for a partial last DCD frame mdtraj skipped."""
@@ -369,17 +384,18 @@ class _NoteSink:
                     f"positions, times and unit cells only)",
                 )
             )
+        partial = self.scan.partial_bytes if self.scan is not None else 0
         if extension_of(path) == ".dcd":
             partial = dcd_partial_frame_bytes(path, self.n_atoms)
-            if partial:
-                self.notes.append(
-                    IngestNote(
-                        "dropped_partial_frame",
-                        1,
-                        f"the file ends {partial} bytes into a frame after its last whole frame "
-                        f"(a truncated write); that partial frame was dropped",
-                    )
+        if partial:
+            self.notes.append(
+                IngestNote(
+                    "dropped_partial_frame",
+                    1,
+                    f"the file ends {partial} bytes into a frame after its last whole frame "
+                    f"(a truncated write); that partial frame was dropped",
                 )
+            )
 
 
 def _iter_chunks(
@@ -405,16 +421,25 @@ def _iter_chunks(
     def pieces():  # mdtraj's chunks; whatever mdtraj raises becomes an InputError
         try:
             with quiet_library(sink.warnings):
-                frames = iter(
-                    mdtraj.iterload(
-                        str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+                if sink.scan is not None:  # XTC/TRR: whole frames only, as the headers say
+                    frames = _xdr_pieces(path, top, indices, stride, chunk, sink.scan.n_frames)
+                else:
+                    frames = iter(
+                        mdtraj.iterload(
+                            str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+                        )
                     )
-                )
             yield from quiet_iter(frames, sink.warnings)
+        except DynforecastError:
+            raise
         except Exception as exc:  # mdtraj has no error hierarchy (bare Exception for GRO)
             raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
 
-    for piece in pieces():
+    chunks = pieces()
+    if extension_of(path) in ISOLATED_EXTENSIONS:
+        chunks = isolated_iter(pieces, path, sink.warnings, lambda piece: len(piece.xyz))
+
+    for piece in chunks:
         positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
         check_finite(path, positions, first_frame=emitted * stride)
         count = positions.shape[0]
@@ -433,6 +458,36 @@ def _iter_chunks(
         raise InputError(f"{path}: no frames")
     last = int(step[-1])
     sink.finish(path, last + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+    """The arrays of one chunk that ingest keeps (what crosses the pipe from `isolated_iter`)."""
+
+    xyz: np.ndarray  # [f, n, 3] nm
+    time: np.ndarray  # [f] ps
+    unitcell_vectors: np.ndarray | None  # [f, 3, 3] nm
+
+
+def _xdr_pieces(
+    path: Path, top, indices: np.ndarray | None, stride: int, chunk: int, n_frames: int
+):
+    """Chunks of an XTC/TRR read with mdtraj's file object, never past frame ``n_frames``.
+
+    `iterload` would read on into a partial last frame (a truncated write) and fail there; the
+    header scan knows where the whole frames end. As in `iterload`, each chunk is ``chunk``
+    kept frames (every ``stride``-th of the file) read by ``read_as_traj``, so cells are
+    mdtraj's exactly as for the other formats.
+    """
+    import mdtraj
+
+    left = -(-n_frames // stride)  # kept frames: 0, stride, ... below n_frames
+    with mdtraj.open(str(path)) as handle:
+        while left > 0:
+            count = min(chunk, left)
+            traj = handle.read_as_traj(top, n_frames=count, stride=stride, atom_indices=indices)
+            left -= count
+            yield _Piece(traj.xyz, traj.time, traj.unitcell_vectors)
 
 
 def _frame_cells(
