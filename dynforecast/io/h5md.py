@@ -573,6 +573,31 @@ def _frame_arrays(group: h5py.Group, frames: slice) -> dict[str, np.ndarray | No
     }
 
 
+def _lazy_frame_arrays(path: str | Path, name: str, group: h5py.Group) -> dict:
+    """`_frame_arrays` of all frames with positions and velocities left in the file."""
+    from dynforecast.io.h5md_frames import FileFrames
+
+    arrays = _frame_arrays_without_values(group, group["position/value"].shape[0])
+    arrays["velocities"] = None
+    arrays["positions"] = FileFrames(path, f"particles/{name}/position/value")
+    if "velocity" in group:
+        arrays["velocities"] = FileFrames(path, f"particles/{name}/velocity/value")
+    return arrays
+
+
+def _frame_arrays_without_values(group: h5py.Group, n_frames: int) -> dict:
+    position = group["position"]
+    return {
+        "time": position["time"][()].astype(np.float64)
+        if "time" in position
+        else np.arange(n_frames, dtype=np.float64),
+        "step": position["step"][()].astype(np.int64)
+        if "step" in position
+        else np.arange(n_frames, dtype=np.int64),
+        "box": _read_box(group["box"], slice(None), n_frames) if "box" in group else None,
+    }
+
+
 def _read_box(box: h5py.Group, frames: slice, count: int) -> np.ndarray | None:
     """float32 [f, 3, 3] unit cells of ``frames``, or None when the box has no edges.
 
@@ -592,18 +617,41 @@ def _read_box(box: h5py.Group, frames: slice, count: int) -> np.ndarray | None:
     return np.ascontiguousarray(cells, dtype=np.float32)
 
 
-def read_h5md(path: str | Path, systems: Sequence[str] | None = None) -> list[Trajectory]:
-    """Read whole systems (all named, or all in the file); each dataset is read in one call."""
+def read_h5md(
+    path: str | Path, systems: Sequence[str] | None = None, *, lazy: bool = False
+) -> list[Trajectory]:
+    """Read whole systems (all named, or all in the file); each dataset is read in one call.
+
+    ``lazy``: positions and velocities stay in the file as `FileFrames` (read on demand by the
+    data layer); everything else (times, steps, boxes, topology) is read.
+    """
     with _open(path) as h5:
         names = list(h5["particles"].keys()) if systems is None else list(systems)
         trajectories = []
         for name in names:
             header = _read_header(h5, name)
-            frames = _frame_arrays(h5["particles"][name], slice(None))
+            group = h5["particles"][name]
+            if lazy:
+                frames = _lazy_frame_arrays(path, name, group)
+            else:
+                frames = _frame_arrays(group, slice(None))
             trajectory = dataclasses.replace(header, **frames)
             _validate_read(path, trajectory)
             trajectories.append(trajectory)
     return trajectories
+
+
+def frame_bytes(path: str | Path, systems: Sequence[str] | None = None) -> int:
+    """Bytes of float32 positions and velocities of the systems (from shapes; nothing read)."""
+    total = 0
+    with _open(path) as h5:
+        particles = h5["particles"]
+        for name in list(particles.keys()) if systems is None else list(systems):
+            group = _system(h5, name)
+            for key in ("position/value", "velocity/value"):
+                if key in group:
+                    total += int(np.prod(group[key].shape, dtype=np.int64)) * 4
+    return total
 
 
 def iter_h5md_blocks(path: str | Path, name: str, block_frames: int = 1024) -> Iterator[Trajectory]:
