@@ -3,10 +3,10 @@
 A window of system s starting at frame f uses the past frames f, f + D, ..., f + (T-1)D and the
 target frame f + (T-1)D + horizon (ESTAG's protocol: horizon = D, so the target is f + TD).
 
-All systems are read once and their frames concatenated into one flat [sum_s F_s*N_s, 3] array;
-any set of windows, even from systems of different sizes, is then one fancy-indexing gather:
-the row of (window w, node i, frame j) is ``offset[s_w] + frame_wj * N_s + i``. No per-window loop
-and no file access per window.
+Frames are held in memory (one flat [sum_s F_s*N_s, 3] array) or read on demand from the file
+(data/frame_store.py); any set of windows, even from systems of different sizes, is one
+fancy-indexing gather: the row of (window w, node i, frame j) is
+``offset[s_w] + frame_wj * N_s + i``. No per-window loop, no file access per window.
 
 Shapes: W windows, B windows in a batch, T past frames, V nodes of the batch, E edges.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dynforecast.data.frame_store import frame_store
 from dynforecast.data.graphs import GraphSpec, StaticGraphs, radius_edges
 from dynforecast.data.ragged import group_offsets, ragged_positions
 from dynforecast.errors import InputError, UsageError
@@ -150,10 +151,12 @@ def _system_time_step(system: Trajectory) -> float:
 
 
 class WindowDataset:
-    """The windows of some systems held in memory, turned into `WindowBatch`es on demand.
+    """The windows of some systems, turned into `WindowBatch`es on demand.
 
-    Arrays are read once at construction: positions (and velocities if every system has them)
-    of all systems are concatenated frame-major into flat float32 [sum F*N, 3] arrays, static
+    Positions (and velocities if every system has them) are held by a frame store
+    (data/frame_store.py): in memory, concatenated frame-major into flat float32 [sum F*N, 3]
+    arrays, or, for systems read with ``lazy=True``, in the H5MD file, read block by block
+    through a bounded cache; both give bit-identical batches. Static
     graphs (bonds, all pairs) are computed once per system. ``batch(window_ids)`` is then pure
     vectorised indexing; radius graphs are built per window from its last past frame.
 
@@ -176,16 +179,11 @@ class WindowDataset:
         self.windows = WindowIndex.from_systems(self.systems, spec)
 
         self._n_nodes = np.array([s.n_particles for s in self.systems], dtype=np.int64)
-        frame_rows = np.array([s.n_frames for s in self.systems], dtype=np.int64) * self._n_nodes
-        self._row_offset = group_offsets(frame_rows)
-        self._positions = np.concatenate(
-            [np.asarray(s.positions, dtype=np.float32).reshape(-1, 3) for s in self.systems]
-        )
+        # In memory, or read on demand from the H5MD file (data/frame_store.py): bit-identical.
+        self._positions = frame_store([s.positions for s in self.systems], self._n_nodes)
         has_velocities = all(s.velocities is not None for s in self.systems)
         self._velocities = (
-            np.concatenate(
-                [np.asarray(s.velocities, dtype=np.float32).reshape(-1, 3) for s in self.systems]
-            )
+            frame_store([s.velocities for s in self.systems], self._n_nodes)
             if has_velocities
             else None
         )
@@ -250,12 +248,8 @@ class WindowDataset:
         nodes_per_window = self._n_nodes[system]
         node_window, local_node = ragged_positions(nodes_per_window)  # [V], [V]
         node_system = system[node_window]
-        rows = (
-            self._row_offset[node_system][:, None]
-            + frames[node_window] * self._n_nodes[node_system][:, None]
-            + local_node[:, None]
-        )  # [V, T+1]
-        coords = np.take(self._positions, rows, axis=0)  # [V, T+1, 3]
+        node_frames = frames[node_window]  # [V, T+1]
+        coords = self._positions.gather(node_system, node_frames, local_node)  # [V, T+1, 3]
         past = coords[:, :-1]
         global_node = self._node_offset[node_system] + local_node
         window_node_offset = group_offsets(nodes_per_window)
@@ -267,7 +261,7 @@ class WindowDataset:
 
         velocities = None
         if self._velocities is not None:
-            past_velocities = np.take(self._velocities, rows[:, :-1], axis=0)
+            past_velocities = self._velocities.gather(node_system, node_frames[:, :-1], local_node)
             velocities = torch.from_numpy(past_velocities).to(self.dtype)
         return WindowBatch(
             positions=torch.from_numpy(np.ascontiguousarray(past)).to(self.dtype),
