@@ -51,8 +51,8 @@ from dynforecast.train.distributed import (
     local_device,
     peer_failure,
 )
-from dynforecast.train.launch import batch_script_note
 from dynforecast.train.init_scale import resolve_initial_scales
+from dynforecast.train.launch import batch_script_note
 from dynforecast.train.lock import RunLock
 from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
