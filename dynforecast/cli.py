@@ -395,7 +395,7 @@ def train(
         Path | None,
         typer.Option(
             help="Run directory; resumes if it holds last.pt.",
-            show_default="runs/<model>-<timestamp>",
+            show_default="runs/<model>-<digest of data and configuration>",
             file_okay=False,
         ),
     ] = None,
@@ -501,14 +501,15 @@ def train(
 
         print(resolved_toml(data, resolved), end="")
         return
+    command = _given_command(ctx, leave_out=("json_output",))
     if seeds is not None:
         from dynforecast.ensemble import train_members
 
-        for summary in train_members(data, resolved, out, seeds, threads=threads):
+        members = train_members(data, resolved, out, seeds, threads=threads, command=command)
+        for summary in members:
             if summary.is_main:
                 print(json.dumps(summary.to_dict()) if json_output else summary.line())
         return
-    command = _given_command(ctx, leave_out=("json_output",))
     summary = run_training(data, resolved, out, command=command, threads=threads)
     if summary.is_main:  # one result line per run, not one per DDP rank
         print(json.dumps(summary.to_dict()) if json_output else summary.line())

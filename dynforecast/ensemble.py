@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dynforecast.errors import CompatibilityError, UsageError
+from dynforecast.errors import CompatibilityError, Interrupted, UsageError
 from dynforecast.models.base import ForecastModel
 from dynforecast.models.batch import WindowBatch
 from dynforecast.train.config import TrainConfig
@@ -70,15 +70,34 @@ def load_members(paths: Sequence[Path]) -> list[TrainedModel]:
     return members
 
 
+def default_members_dir(data: Path | None, config: TrainConfig) -> Path:
+    """runs/<model>-seeds-<digest>: the same for the same data and configuration whatever the seed,
+    so that rerunning ``train DATA --seeds N`` without ``--out`` resumes every member."""
+    from dynforecast.io.checksum import file_checksum
+    from dynforecast.train.run import run_digest
+    from dynforecast.train.setup import data_path_or_builtin
+
+    data_path, _ = data_path_or_builtin(data)
+    digest = run_digest(config, file_checksum(data_path), leave_out=("seed",))
+    return Path("runs") / f"{config.model.name}-seeds-{digest}"
+
+
 def train_members(
-    data: Path | None, config: TrainConfig, out: Path | None, seeds: int, threads: int | None = None
+    data: Path | None,
+    config: TrainConfig,
+    out: Path | None,
+    seeds: int,
+    threads: int | None = None,
+    command: Sequence[str] | None = None,
 ) -> list:
     """Train ``seeds`` ensemble members, seeds config.seed .. config.seed + seeds - 1, into
     ``out/seed-<seed>`` (each an ordinary run directory: rerunning resumes every member).
 
-    Returns each member's `dynforecast.train.run.TrainSummary`.
+    ``out`` None: `default_members_dir`. ``command`` (the CLI's argv after the program name)
+    makes a stop message name the command that resumes all members. Returns each member's
+    `dynforecast.train.run.TrainSummary`; raises as `dynforecast.train.run.train` does.
     """
-    from dynforecast.train.run import default_run_dir
+    from dynforecast.train.run import resume_command
     from dynforecast.train.run import train as run_training
 
     if seeds < 1:
@@ -88,16 +107,25 @@ def train_members(
             f"--seeds with split {config.data.split.mode!r}: each seed would split the windows "
             "differently; use a chronological or systems split for ensemble members"
         )
-    base = out or default_run_dir(config.model.name)
-    return [
-        run_training(
-            data,
-            dataclasses.replace(config, seed=config.seed + i),
-            base / f"seed-{config.seed + i}",
-            threads=threads,
-        )
-        for i in range(seeds)  # one training run per member
-    ]
+    base = out or default_members_dir(data, config)
+    summaries = []
+    for i in range(seeds):  # one training run per member
+        try:
+            summaries.append(
+                run_training(
+                    data,
+                    dataclasses.replace(config, seed=config.seed + i),
+                    base / f"seed-{config.seed + i}",
+                    threads=threads,
+                )
+            )
+        except Interrupted as stop:
+            if command is None:
+                raise
+            raise Interrupted(
+                f"{stop}; resume with: {resume_command(command, base)}", stop.exit_code
+            ) from None
+    return summaries
 
 
 class EnsembleModel(ForecastModel):

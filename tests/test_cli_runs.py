@@ -96,6 +96,42 @@ def test_a_stop_prints_the_resume_command_and_the_same_command_continues(
     assert "(baselines on val: stay " in again.stdout
 
 
+def test_seed_members_without_out_share_a_stable_directory_and_a_stop_names_it(
+    workspace, tmp_path, monkeypatch
+):
+    """`train --seeds 2` without --out: runs/<model>-seeds-<digest>/seed-<s>; a stop in a member
+    prints the command that resumes all members, and the same command again trains nothing."""
+    data, _ = workspace
+    import dynforecast.train.loop as loop
+
+    real_write = loop.write_metrics_csv
+
+    def write_then_sigterm(rows, path):
+        real_write(rows, path)
+        if len(rows) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loop, "write_metrics_csv", write_then_sigterm)
+    command = ["train", str(data), *SMALL, "--epochs", "2", "--seeds", "2"]
+    stopped = invoke(*command)
+    assert stopped.exit_code == 75, stopped.stderr
+    base = Path(re.search(r"resume with: .* --out (\S+)$", stopped.stderr, re.M).group(1))
+    assert base.parent == Path("runs") and re.fullmatch(r"egnn-seeds-[0-9a-f]{12}", base.name)
+    assert (base / "seed-1" / "last.pt").exists() and not (base / "seed-2").exists()
+    monkeypatch.setattr(loop, "write_metrics_csv", real_write)
+    printed = stopped.stderr.strip().splitlines()[-1]
+    resumed = invoke(*shlex.split(printed.split("resume with: ")[1])[1:])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.stdout.count("egnn, 2 epochs") == 2
+    assert f"resuming {base / 'seed-1' / 'last.pt'}: 1 epoch done" in resumed.stderr
+    assert sorted(p.name for p in base.iterdir()) == ["seed-1", "seed-2"]
+    again = invoke(*command)  # the same command without --out finds the same members
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr.count("nothing to train") == 2
+    assert sorted(p.name for p in Path("runs").iterdir()) == [base.name]
+
+
 def test_a_live_holder_is_refused_and_a_crashed_one_is_not(workspace, tmp_path):
     data, _ = workspace
     run = tmp_path / "held"

@@ -119,17 +119,26 @@ class TrainSummary:
         }
 
 
+def run_digest(config: TrainConfig, data_checksum: str, leave_out: Sequence[str] = ()) -> str:
+    """12 hex digits of SHA-256 over the data file's checksum and the configuration's keys.
+
+    Keys in `RESUMABLE_CHANGES` and ``leave_out`` (dotted names) are not covered, so that a
+    rerun that changes only them finds the same digest.
+    """
+    skipped = set(RESUMABLE_CHANGES) | set(leave_out)
+    flat = {k: v for k, v in _flatten(config.to_dict()).items() if k not in skipped}
+    text = json.dumps({"data": data_checksum, "config": flat}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def default_run_dir(config: TrainConfig, data_checksum: str) -> Path:
     """runs/<model>-<digest> in the working directory, the same for the same data and configuration.
 
-    The digest (12 hex digits of SHA-256) covers the data file's checksum and every resolved key
-    except `RESUMABLE_CHANGES`, so that a rerun with a larger ``--epochs`` or another device
-    continues the run, and any other change starts a new one.
+    The digest (`run_digest`) covers the data file's checksum and every resolved key except
+    `RESUMABLE_CHANGES`, so that a rerun with a larger ``--epochs`` or another device continues
+    the run, and any other change starts a new one.
     """
-    flat = {k: v for k, v in _flatten(config.to_dict()).items() if k not in RESUMABLE_CHANGES}
-    text = json.dumps({"data": data_checksum, "config": flat}, sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Path("runs") / f"{config.model.name}-{digest}"
+    return Path("runs") / f"{config.model.name}-{run_digest(config, data_checksum)}"
 
 
 def resume_command(argv: Sequence[str], run_dir: Path) -> str:
