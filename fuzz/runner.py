@@ -118,24 +118,22 @@ def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: 
             json.dump(result, pipe)
         os._exit(0)
     os.close(write_end)
-    deadline = time.monotonic() + timeout
-    chunks, timed_out = [], False
+    chunks, hang = [], ""
+    start = time.monotonic()
     with os.fdopen(read_end, "r") as pipe:
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([pipe], [], [], left)
+            ready, _, _ = select.select([pipe], [], [], _POLL_S)
             if ready:
-                text = pipe.read()
-                chunks.append(text)
+                chunks.append(pipe.read())
                 break
-    if timed_out:
+            hang = _hang(pid, time.monotonic() - start, timeout)
+            if hang:
+                break
+    if hang:
         os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    if timed_out:
-        return Outcome(None, "hang", f"no result within {timeout:g} s", "hang")
+    if hang:
+        return Outcome(None, "hang", hang, "hang")
     text = "".join(chunks)
     try:
         result = json.loads(text) if text else None
@@ -152,6 +150,51 @@ def run_input(inputs: list[Path], topology: Path | None, output: Path, timeout: 
     if outcome.finding:
         return outcome
     return _check_directory(output, outcome, scratch, before, _listing(inputs, topology))
+
+
+#: How often the parent looks at a running child (seconds).
+_POLL_S = 0.05
+#: A child blocked (sleeping, waiting on I/O) is a hang after this many times the timeout in wall
+#: time, whatever CPU it used; one that computes is a hang once its CPU time passes the timeout.
+WALL_FACTOR = 4.0
+
+
+def _hang(pid: int, wall: float, timeout: float) -> str:
+    """Why the child ``pid`` counts as hung after ``wall`` seconds, or "" if it does not (yet).
+
+    The criterion is the CPU time of the child and its descendants (the forked XTC decode of
+    io/isolated.py), not wall time, so a machine at load 6 does not turn slow inputs into
+    findings; a child that uses no CPU but never answers is caught by the wall cap.
+    """
+    if wall <= timeout:
+        return ""  # CPU time cannot exceed wall time: no need to look yet
+    cpu = _cpu_seconds(pid)
+    if cpu > timeout:
+        return f"{cpu:.1f} s of CPU time without a result (limit {timeout:g} s)"
+    if wall > WALL_FACTOR * timeout:
+        return f"no result within {wall:.1f} s of wall time ({cpu:.1f} s CPU; limit {WALL_FACTOR * timeout:g} s)"
+    return ""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants, from /proc (proc(5))."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            # fields[1] is the parent pid, [11] and [12] utime and stime in clock ticks
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, ticks, todo = {pid}, 0, [pid]
+    while todo:
+        current = todo.pop()
+        ticks += stats.get(current, (0, 0))[1]
+        children = [p for p, (parent, _) in stats.items() if parent == current and p not in tree]
+        tree.update(children)
+        todo += children
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _crash(status: int, result: dict | None) -> Outcome:

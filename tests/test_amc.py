@@ -189,3 +189,18 @@ def test_bvh_export_of_an_asf_system_reproduces_the_tips(files: Path):
     # BVH joints sit at bone bases: root, upper's base (= root), lower's base (= upper's tip)
     np.testing.assert_allclose(back.positions[:, [0, 2, 3]], traj.positions, atol=2e-5)
     np.testing.assert_allclose(back.positions[:, 1], traj.positions[:, 0], atol=2e-5)
+
+
+def test_the_assumed_cmu_frame_rate_is_a_note_on_stderr_and_in_the_file(files: Path):
+    from dynforecast.io.notes import NOTES_PARAMETER, notes_from_json
+
+    out = files / "walk.h5"
+    result = _ingest(str(files / "skel.asf"), str(files / "walk.amc"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    detail = (
+        "AMC files store no frame rate; times assume CMU's 120 frames/s "
+        "unless --time-step was given"
+    )
+    assert f"{files / 'walk.amc'}: note: {detail}" in result.stderr.splitlines()
+    notes = notes_from_json(str(read_h5md(out)[0].parameters[NOTES_PARAMETER]))
+    assert [(n.kind, n.count, n.detail) for n in notes] == [("assumed_frame_rate", 3, detail)]

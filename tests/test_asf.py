@@ -82,3 +82,14 @@ def test_errors_name_file_and_line(old, new, message):
     with pytest.raises(InputError) as caught:
         parse_asf(ASF.replace(old, new), Path("t.asf"))
     assert str(caught.value) == message
+
+
+def test_a_direction_that_is_not_a_unit_vector_is_rescaled_with_a_note():
+    skeleton, notes = parse_asf(ASF.replace("direction 1 0 0", "direction 2 0 0"), Path("t.asf"))
+    np.testing.assert_allclose(skeleton.directions[2], [1, 0, 0])
+    assert skeleton.lengths[2] == 3.0
+    assert [(n.kind, n.count) for n in notes] == [("renormalised_directions", 1)]
+    assert notes[0].detail == (
+        "1 bone with a direction that is not a unit vector; scaled to unit length "
+        "(the bone's length is its 'length')"
+    )

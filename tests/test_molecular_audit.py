@@ -456,3 +456,19 @@ def test_ingest_notes_parameter_is_json_with_kind_count_detail(tmp_path):
     assert run("ingest", FIELD / "charmm_ions.pdb", "-o", out).exit_code == 0
     raw = json.loads(ingested(out).parameters[NOTES_PARAMETER])
     assert raw[0]["kind"] == "guessed_elements" and raw[0]["count"] == 3
+
+
+def test_other_mdtraj_warnings_become_one_library_warning_note_each():
+    from dynforecast.io.molecular_audit import warning_notes
+
+    cell = "Unlikely unit cell vectors detected in PDB file likely resulting from a dummy CRYST1"
+    notes = warning_notes(["odd residue", cell, "odd residue"], "CRYST1    1.000    1.000")
+    assert [(n.kind, n.count, n.detail) for n in notes] == [
+        ("library_warning", 1, "mdtraj: odd residue"),
+        (
+            "placeholder_cell",
+            1,
+            "unit cell (CRYST1    1.000    1.000) too small for the atoms, treated as a "
+            "placeholder: stored without a box",
+        ),
+    ]
