@@ -81,7 +81,9 @@ def _nbody(directory: Path, quick: bool) -> tuple[Path, Path]:
     train, long = directory / "nbody.h5", directory / "nbody-long.h5"
     count, long_count, frames = ("30", "20", "60") if quick else ("300", "300", "149")
     if not train.exists():
-        _call(_cli("generate", "nbody", "-o", str(train), "--trajectories", count, "--mode", "fast"))
+        _call(
+            _cli("generate", "nbody", "-o", str(train), "--trajectories", count, "--mode", "fast")
+        )
     if not long.exists():
         argv = [sys.executable, "-m", "benchmarks.nbody_long", "-o", str(long)]
         _call([*argv, "--trajectories", long_count, "--frames", frames])
@@ -224,7 +226,11 @@ def summarise(
         "baselines": baselines,
         "ensemble": None
         if ensemble is None
-        else {"members": ensemble["members"], "model": ensemble["model"], **ensemble["calibration"]},
+        else {
+            "members": ensemble["members"],
+            "model": ensemble["model"],
+            **ensemble["calibration"],
+        },
         "curves": {
             **{n: r["metrics"]["model"]["median_mse"] for n, r in reports.items()},
             **{n: first["metrics"][n]["median_mse"] for n in baselines},
@@ -276,7 +282,9 @@ def plot_horizons(summary: dict[str, Any], title: str, path: Path) -> None:
     axes.set_yscale("log")
     axes.set_xlabel(f"forecast time ({time_unit if time_unit != '1' else 'dimensionless'})")
     axes.set_ylabel("median MSE" + (f" ({unit})" if unit != "1" else " (dimensionless)"))
-    axes.set_title(f"{title}: {rollout['starts']} rollouts, {summary['epochs']} epochs", fontsize=10)
+    axes.set_title(
+        f"{title}: {rollout['starts']} rollouts, {summary['epochs']} epochs", fontsize=10
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, ncol=2)
     top = axes.secondary_xaxis("top", functions=(lambda t: t / dt, lambda k: k * dt))
@@ -308,9 +316,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["quick"] = args.quick
         results[name] = summary
         plot_horizons(summary, TITLES[name], images / IMAGE_NAMES[name])
-        print(f"{name}: " + ", ".join(
-            f"{m} {s['trust_steps']}" for m, s in summary["models"].items()
-        ) + f" trust steps (threshold {summary['rollout']['threshold']:.4g})", file=sys.stderr)
+        print(
+            f"{name}: "
+            + ", ".join(f"{m} {s['trust_steps']}" for m, s in summary["models"].items())
+            + f" trust steps (threshold {summary['rollout']['threshold']:.4g})",
+            file=sys.stderr,
+        )
     if results_path.exists():  # keep the other data sets' results (re-read: runs may overlap)
         results = {**json.loads(results_path.read_text(encoding="utf-8")), **results}
     results_path.parent.mkdir(parents=True, exist_ok=True)
