@@ -6,10 +6,7 @@ import json
 
 import pytest
 
-pytest.importorskip("MDAnalysisTests")
-pytest.importorskip("matplotlib")
-
-from benchmarks import horizon  # noqa: E402
+from benchmarks import horizon
 
 
 @pytest.mark.slow
