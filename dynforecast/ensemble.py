@@ -97,7 +97,7 @@ def train_members(
     makes a stop message name the command that resumes all members. Returns each member's
     `dynforecast.train.run.TrainSummary`; raises as `dynforecast.train.run.train` does.
     """
-    from dynforecast.train.run import resume_command
+    from dynforecast.train.run import naming_resume
     from dynforecast.train.run import train as run_training
 
     if seeds < 1:
@@ -122,9 +122,7 @@ def train_members(
         except Interrupted as stop:
             if command is None:
                 raise
-            raise Interrupted(
-                f"{stop}; resume with: {resume_command(command, base)}", stop.exit_code
-            ) from None
+            raise naming_resume(stop, command, base) from None
     return summaries
 
 

@@ -57,10 +57,9 @@ def _metrics(path: Path) -> list[tuple[str, str, str]]:
     return [(r["train_mse"], r["val_mse"], r["lr"]) for r in read_metrics_csv(path)]
 
 
-def test_a_stop_prints_the_resume_command_and_the_same_command_continues(
-    workspace, tmp_path, monkeypatch
-):
-    data, reference_run = workspace
+def sigterm_after_first_epoch(monkeypatch):
+    """Make training send itself SIGTERM once epoch 1's metrics are written; returns the loop
+    module and its real metrics writer, for the test to put back."""
     import dynforecast.train.loop as loop
 
     real_write = loop.write_metrics_csv
@@ -70,8 +69,16 @@ def test_a_stop_prints_the_resume_command_and_the_same_command_continues(
         if len(rows) == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(loop, "write_metrics_csv", write_then_sigterm)
+    return loop, real_write
+
+
+def test_a_stop_prints_the_resume_command_and_the_same_command_continues(
+    workspace, tmp_path, monkeypatch
+):
+    data, reference_run = workspace
+    monkeypatch.chdir(tmp_path)
+    loop, real_write = sigterm_after_first_epoch(monkeypatch)
     command = ["train", str(data), *SMALL, "--epochs", "2"]
     stopped = invoke(*command)
     assert stopped.exit_code == 75, stopped.stderr
@@ -102,17 +109,8 @@ def test_seed_members_without_out_share_a_stable_directory_and_a_stop_names_it(
     """`train --seeds 2` without --out: runs/<model>-seeds-<digest>/seed-<s>; a stop in a member
     prints the command that resumes all members, and the same command again trains nothing."""
     data, _ = workspace
-    import dynforecast.train.loop as loop
-
-    real_write = loop.write_metrics_csv
-
-    def write_then_sigterm(rows, path):
-        real_write(rows, path)
-        if len(rows) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(loop, "write_metrics_csv", write_then_sigterm)
+    loop, real_write = sigterm_after_first_epoch(monkeypatch)
     command = ["train", str(data), *SMALL, "--epochs", "2", "--seeds", "2"]
     stopped = invoke(*command)
     assert stopped.exit_code == 75, stopped.stderr

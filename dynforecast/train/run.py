@@ -170,6 +170,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def naming_resume(stop: Interrupted, command: Sequence[str], out: Path) -> Interrupted:
+    """``stop`` with the command that resumes it (`resume_command` of ``command`` and ``out``)."""
+    return Interrupted(f"{stop}; resume with: {resume_command(command, out)}", stop.exit_code)
+
+
 def train(
     data: Path | None,
     config: TrainConfig,
@@ -271,9 +276,7 @@ def _train_in_group(
     except Interrupted as stop:
         if command is None:
             raise
-        raise Interrupted(
-            f"{stop}; resume with: {resume_command(command, run_dir)}", stop.exit_code
-        ) from None
+        raise naming_resume(stop, command, run_dir) from None
     finally:
         lock.__exit__(None, None, None)
 
