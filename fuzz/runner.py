@@ -20,6 +20,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -177,24 +179,20 @@ def _hang(pid: int, wall: float, timeout: float) -> str:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live descendants, from /proc (proc(5))."""
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            # fields[1] is the parent pid, [11] and [12] utime and stime in clock ticks
-            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    tree, ticks, todo = {pid}, 0, [pid]
-    while todo:
-        current = todo.pop()
-        ticks += stats.get(current, (0, 0))[1]
-        children = [p for p, (parent, _) in stats.items() if parent == current and p not in tree]
-        tree.update(children)
-        todo += children
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of ``pid`` and its live descendants (psutil)."""
+    try:
+        process = psutil.Process(pid)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for member in tree:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue  # gone meanwhile
+        total += times.user + times.system
+    return total
 
 
 def _crash(status: int, result: dict | None) -> Outcome:
