@@ -95,9 +95,14 @@ def _reason(exc: BaseException) -> str:
     return message or type(exc).__name__
 
 
-def infer_bonds(atoms) -> np.ndarray:
-    """int32 [M, 2] pairs i < j closer than BOND_SCALE * (r_cov_i + r_cov_j) (one frame)."""
-    return covalent_bonds(atoms.positions, atoms.numbers, BOND_SCALE, atoms.cell.array, atoms.pbc)
+def infer_bonds(atoms, where: str = "frame 0") -> np.ndarray:
+    """int32 [M, 2] pairs i < j closer than BOND_SCALE * (r_cov_i + r_cov_j) (one frame).
+
+    Raises InputError starting with ``where`` for a cell no neighbour list can search.
+    """
+    return covalent_bonds(
+        atoms.positions, atoms.numbers, BOND_SCALE, atoms.cell.array, atoms.pbc, where=where
+    )
 
 
 class _Frames:
@@ -221,7 +226,11 @@ def open_xyz(
     if not np.isfinite(atoms0.cell.array).all():  # ase's neighbour list would fail on it
         frames.close()
         raise InputError(f"{path}: non-finite (NaN or inf) unit cell in frame 0")
-    bonds = infer_bonds(atoms0)
+    try:
+        bonds = infer_bonds(atoms0, where=f"{path}: frame 0")
+    except InputError:
+        frames.close()
+        raise
     notes: list[IngestNote] = []
     kept = None
     if select is not None:

@@ -12,7 +12,11 @@ Both functions return each unordered pair once ("half list"), distances strictly
 cutoff, as vesin does. vesin's cell list divides the points' bounding box into cells; a bounding
 box more than ``MAX_SPAN`` cutoffs wide (a runaway rollout, a stray atom at 1e12) makes its cell
 arithmetic overflow and the process die, so such inputs use scipy's k-d tree instead
-(non-periodic only; a periodic box that wide is refused).
+(non-periodic only; a periodic box that wide is refused). The periodic cell itself is checked the
+same way (fuzz findings of 2026-12-05: an extxyz ``Lattice`` vector of 1e30 killed the process
+with SIGFPE, and a shear of 1e11 that left one cell height at 1e-9 A made vesin loop over some
+1e9 images): a periodic axis whose cell height (the distance between opposite faces) exceeds
+``MAX_SPAN`` cutoffs, or is under ``1 / MAX_IMAGES`` of the cutoff, is refused with ValueError.
 """
 
 from __future__ import annotations
@@ -22,6 +26,35 @@ import torch
 
 #: Largest bounding-box extent, in cutoffs, handed to vesin (it crashes near 1e12).
 MAX_SPAN = 1e9
+
+#: Most periodic images per axis a pair may need: a cell height below cutoff / MAX_IMAGES is refused.
+MAX_IMAGES = 1000
+
+
+def _check_periodic_cell(box: np.ndarray, wrap: np.ndarray, cutoff: float) -> None:
+    """Raise ValueError for a periodic cell that vesin cannot search in bounded time and memory.
+
+    The height of axis i is V / |a_j x a_k| (V the cell volume): the number of cells along i is
+    height / cutoff and the number of images a pair needs is about cutoff / height.
+    """
+    lengths = np.linalg.norm(box, axis=1)
+    if not np.isfinite(box).all():
+        raise ValueError("the periodic cell has non-finite (NaN or inf) entries")
+    if (lengths[wrap] > MAX_SPAN * cutoff).any():
+        raise ValueError(
+            f"a periodic cell vector is longer than {MAX_SPAN:g} cutoffs "
+            f"({lengths[wrap].max():.3g}); a periodic neighbour list that wide is not supported"
+        )
+    volume = abs(float(np.linalg.det(box)))
+    faces = np.linalg.norm(np.cross(box[[1, 2, 0]], box[[2, 0, 1]]), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        heights = np.where(faces > 0, volume / faces, 0.0)
+    thinnest = float(heights[wrap].min())
+    if thinnest * MAX_IMAGES < cutoff:
+        raise ValueError(
+            f"the periodic cell is {thinnest:.3g} thick along one axis, under 1/{MAX_IMAGES} of "
+            f"the cutoff {cutoff:g} (a degenerate or sheared cell)"
+        )
 
 
 def _span(points: np.ndarray) -> float:
@@ -42,8 +75,8 @@ def pairs_within(
     unit) or None, periodic bool [3] (which cell vectors wrap; None = all when a cell is given)
     -> (i int64 [P], j int64 [P], distance float64 [P]), each pair once, i != j. In a periodic
     cell smaller than twice the cutoff a pair close through several images comes once per
-    image. Raises ValueError (vesin's message) for a periodic axis whose cell is not invertible
-    and for non-finite points.
+    image. Raises ValueError for a periodic cell that is not invertible, too wide or too thin
+    (``_check_periodic_cell``) and for non-finite points.
     """
     coords = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
     if cell is None:
@@ -63,6 +96,8 @@ def pairs_within(
                 "list that wide is not supported"
             )
         return _kd_tree_pairs(coords, cutoff)
+    if wrap.any():
+        _check_periodic_cell(box, wrap, cutoff)
     import vesin
 
     search = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
