@@ -93,4 +93,4 @@ def test_periodic_cell_check_keeps_small_and_large_sane_cells():
     small = pairs_within(points, 1.5, np.diag([10.0, 10.0, 0.02]))  # 75 images along z
     assert len(small[0]) > 100
     vacuum = pairs_within(points, 1.5, np.diag([1e6, 1e6, 1e6]))  # a vacuum box
-    assert sorted(zip(vacuum[0].tolist(), vacuum[1].tolist())) == [(0, 1), (0, 2)]
+    assert sorted(zip(vacuum[0].tolist(), vacuum[1].tolist(), strict=True)) == [(0, 1), (0, 2)]
