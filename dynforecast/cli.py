@@ -189,11 +189,6 @@ def ingest(
         )
     for system in systems:
         log(f"ingested {system.source} -> {output}:{system.name} ({system.frames} frames)")
-        if system.time_unit == "1" and system.frames > 1:
-            log(
-                f"note: {system.source}: the file stores no times; time is the frame index "
-                "(give --time-step, e.g. --time-step '2 ps')"
-            )
     print(format_ingest_summary(systems, output))
 
 

@@ -204,3 +204,16 @@ def test_the_assumed_cmu_frame_rate_is_a_note_on_stderr_and_in_the_file(files: P
     assert f"{files / 'walk.amc'}: note: {detail}" in result.stderr.splitlines()
     notes = notes_from_json(str(read_h5md(out)[0].parameters[NOTES_PARAMETER]))
     assert [(n.kind, n.count, n.detail) for n in notes] == [("assumed_frame_rate", 3, detail)]
+
+
+def test_time_step_given_to_amc_records_no_assumed_frame_rate(files: Path):
+    from dynforecast.io.notes import NOTES_PARAMETER
+
+    out = files / "walk.h5"
+    args = [str(files / "skel.asf"), str(files / "walk.amc"), "--time-step", "0.01 s"]
+    result = _ingest(*args, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "frame rate" not in result.stderr
+    traj = read_h5md(out)[0]
+    assert NOTES_PARAMETER not in traj.parameters
+    np.testing.assert_allclose(traj.time, [0, 0.01, 0.02])

@@ -40,6 +40,13 @@ _TIME_STEP_UNITS = {
 }
 _TIME_STEP = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-z]+)\s*$")
 
+#: Notes about frame times a reader assumed or numbered (AMC's 120 frames/s, XYZ's step x dt,
+#: frames without times): a given ``--time-step`` replaces those times, so they do not apply.
+TIME_NOTE_KINDS = ("assumed_frame_rate", "guessed_time", "untimed_frames")
+UNTIMED_DETAIL = (
+    "the file stores no times; time is the frame index (give --time-step, e.g. --time-step '2 ps')"
+)
+
 
 @dataclass(frozen=True)
 class TimeStep:
@@ -170,9 +177,10 @@ def ingest(
                 frames += chunk.n_frames
                 if progress is not None:
                     progress(name, frames)
-            if system.notes:
-                writer.set_parameter(name, NOTES_PARAMETER, notes_to_json(system.notes))
-                for note in system.notes:
+            notes = final_notes(system.notes, system_step, header.time_unit, frames)
+            if notes:
+                writer.set_parameter(name, NOTES_PARAMETER, notes_to_json(notes))
+                for note in notes:
                     log(note.line(header.source or str(path)))
             summaries.append(
                 IngestedSystem(
@@ -184,10 +192,29 @@ def ingest(
                     length_unit=header.length_unit,
                     time_unit=header.time_unit,
                     has_velocities=system.has_velocities,
-                    notes=tuple(system.notes),
+                    notes=tuple(notes),
                 )
             )
     return summaries
+
+
+def final_notes(
+    notes: Sequence[IngestNote], time_step: TimeStep | None, time_unit: str, frames: int
+) -> list[IngestNote]:
+    """The notes to print and record for one system, once all its frames are written.
+
+    With ``time_step`` the file's times were replaced, so notes on how they were assumed are
+    dropped; without it, frames numbered rather than timed (unit "1") get an ``untimed_frames``
+    note unless the reader gave a more specific one. This is the one place that sees both the
+    reader's notes and ``--time-step``, whatever the reader.
+    """
+    if time_step is not None:
+        return [note for note in notes if note.kind not in TIME_NOTE_KINDS]
+    kept = list(notes)
+    untimed = time_unit == "1" and frames > 1
+    if untimed and not any(note.kind == "untimed_frames" for note in kept):
+        kept.append(IngestNote("untimed_frames", frames, UNTIMED_DETAIL))
+    return kept
 
 
 def format_ingest_summary(systems: Sequence[IngestedSystem], output: str | Path) -> str:
