@@ -472,3 +472,21 @@ def test_other_mdtraj_warnings_become_one_library_warning_note_each():
             "placeholder: stored without a box",
         ),
     ]
+
+
+def test_records_mdtraj_reads_differently_are_an_unaligned_records_note(tmp_path):
+    # Two PDBs concatenated, each closed by END (no MODEL/ENDMDL): mdtraj's first model stops
+    # at END, the column scan reads to the first ENDMDL (none), so they cannot be aligned.
+    one = (FIELD / "inscode_roundtrip.pdb").read_text()
+    both = tmp_path / "cat.pdb"
+    both.write_text(one + one)
+    out = tmp_path / "cat.h5"
+    result = run("ingest", both, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        "16 ATOM/HETATM records in the first MODEL but mdtraj made 8 atoms; insertion codes, "
+        "alternate locations, HETATM flags and element columns were not kept"
+    )
+    assert f"{both}: note: {detail}" in result.stderr.splitlines()
+    note = notes_of(ingested(out))["unaligned_records"]
+    assert (note.count, note.detail) == (8, detail)
