@@ -490,3 +490,39 @@ def test_records_mdtraj_reads_differently_are_an_unaligned_records_note(tmp_path
     assert f"{both}: note: {detail}" in result.stderr.splitlines()
     note = notes_of(ingested(out))["unaligned_records"]
     assert (note.count, note.detail) == (8, detail)
+
+
+# GRO trajectories: velocities mdtraj does not read ----------------------------------------------
+
+
+def _gro_frames(titles: list[str], velocities: bool = False) -> str:
+    """A three-atom water GRO trajectory, one frame per title line, moving 0.01 nm a frame."""
+    lines = []
+    for frame, title in enumerate(titles):
+        lines += [title, "    3"]
+        for serial, (name, x) in enumerate([("OW", 0.126), ("HW1", 0.190), ("HW2", 0.177)], 1):
+            v = "  0.1000 -0.2000  0.3000" if velocities else ""
+            lines.append(f"    1SOL{name:>7}{serial:5d}{x + 0.01 * frame:8.3f}   1.600   1.700{v}")
+        lines.append("   3.00000   3.00000   3.00000")
+    return "\n".join(lines) + "\n"
+
+
+def test_gro_velocities_that_mdtraj_does_not_read_are_noted(tmp_path):
+    gro = tmp_path / "moving.gro"
+    gro.write_text(_gro_frames(["w t= 1.0", "w t= 2.0"], velocities=True))
+    out = tmp_path / "v.h5"
+    result = run("ingest", gro, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        "the file's velocities were not ingested (mdtraj reads positions, times and unit cells "
+        "only)"
+    )
+    assert f"{gro}: note: {detail}" in result.stderr.splitlines()
+    traj = ingested(out)
+    assert notes_of(traj)["unread_arrays"].detail == detail
+    assert traj.velocities is None
+    still = tmp_path / "still.gro"
+    still.write_text(_gro_frames(["w t= 1.0", "w t= 2.0"]))
+    plain = run("ingest", still, "--topology", still, "-o", tmp_path / "p.h5")
+    assert plain.exit_code == 0, plain.stderr
+    assert "not ingested" not in plain.stderr

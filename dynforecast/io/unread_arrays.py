@@ -1,13 +1,17 @@
 """Per-frame arrays a trajectory file holds that mdtraj's ``iterload`` does not read.
 
 mdtraj returns positions, times and unit cells only; a GROMACS TRR may also hold velocities and
-forces, an AMBER NetCDF trajectory ``velocities`` and ``forces`` variables. Ingest keeps what
+forces, an AMBER NetCDF trajectory ``velocities`` and ``forces`` variables, a GRO file velocities
+(three more fixed-width fields on each atom line). Ingest keeps what
 mdtraj returns, so `unread_arrays` names what was left in the file, for a note.
 
 TRR frame header (GROMACS trrio, XDR big-endian): int magic 1993, an int and an XDR string
 (``GMX_trn_file``), then int32 sizes ir, e, box, vir, pres, top, sym, x, v, f, natoms, ...; a
 non-zero v or f size means the frame stores that array. AMBER NetCDF convention 1.0: optional
-variables ``velocities`` and ``forces`` [frame, atom, spatial].
+variables ``velocities`` and ``forces`` [frame, atom, spatial]. GRO: after the title and count
+lines, an atom line is ``%5d%-5s%5s%5d`` (20 characters) then three position fields and, if the
+file has velocities, three velocity fields; each field has one decimal point, so six or more
+points after column 20 of the first atom line mean velocities.
 """
 
 from __future__ import annotations
@@ -32,7 +36,17 @@ def unread_arrays(path: str | Path) -> list[str]:
         return _trr_arrays(Path(path))
     if extension in NETCDF_EXTENSIONS:
         return _netcdf_arrays(Path(path))
+    if extension == ".gro":
+        return _gro_arrays(Path(path))
     return []
+
+
+def _gro_arrays(path: Path) -> list[str]:
+    with open(path, encoding="latin-1") as handle:
+        handle.readline()  # title
+        handle.readline()  # atom count
+        first_atom = handle.readline()
+    return ["velocities"] if first_atom[20:].count(".") >= 6 else []
 
 
 def _trr_arrays(path: Path) -> list[str]:
