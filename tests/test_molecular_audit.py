@@ -492,7 +492,7 @@ def test_records_mdtraj_reads_differently_are_an_unaligned_records_note(tmp_path
     assert (note.count, note.detail) == (8, detail)
 
 
-# GRO trajectories: velocities mdtraj does not read ----------------------------------------------
+# GRO trajectories: times from the title lines, velocities mdtraj does not read ------------------
 
 
 def _gro_frames(titles: list[str], velocities: bool = False) -> str:
@@ -526,3 +526,45 @@ def test_gro_velocities_that_mdtraj_does_not_read_are_noted(tmp_path):
     plain = run("ingest", still, "--topology", still, "-o", tmp_path / "p.h5")
     assert plain.exit_code == 0, plain.stderr
     assert "not ingested" not in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("titles", "which"),
+    [
+        (["w", "w", "w"], "the title lines have no t="),
+        (["w t= 1.0", "w", "w t= 3.0"], "1 of 3 frames have no t= in their title line"),
+    ],
+)
+def test_gro_frames_without_t_are_frame_indices_with_a_note(tmp_path, titles, which):
+    gro = tmp_path / "untimed.gro"
+    gro.write_text(_gro_frames(titles))
+    out = tmp_path / "u.h5"
+    result = run("ingest", gro, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        f"{which}, so the file stores no usable times; time is the frame index "
+        "(give --time-step, e.g. --time-step '2 ps')"
+    )
+    assert f"{gro}: note: {detail}" in result.stderr.splitlines()
+    assert "the file stores no times" not in result.stderr  # ingest's generic note: not twice
+    traj = ingested(out)
+    assert traj.time_unit == "1" and traj.time.tolist() == [0.0, 1.0, 2.0]
+    note = notes_of(traj)["untimed_frames"]
+    assert (note.count, note.detail) == (3, detail)
+    strided = tmp_path / "s.h5"
+    assert run("ingest", gro, "--topology", gro, "--stride", 2, "-o", strided).exit_code == 0
+    assert ingested(strided).time.tolist() == [0.0, 2.0]  # file frame indices, not 0, 1
+
+
+def test_gro_times_come_from_every_title_line(tmp_path):
+    gro = tmp_path / "timed.gro"
+    gro.write_text(_gro_frames(["w t= 10.0 step= 5", "w t= 2.5e1", "w t= 40.00000"]))
+    out = tmp_path / "t.h5"
+    result = run("ingest", gro, "--topology", gro, "--stride", 2, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.time_unit == "ps" and traj.time.tolist() == [10.0, 40.0]
+    assert "untimed_frames" not in notes_of(traj)
+    every = tmp_path / "e.h5"
+    assert run("ingest", gro, "--topology", gro, "-o", every).exit_code == 0
+    assert ingested(every).time.tolist() == [10.0, 25.0, 40.0]  # mdtraj alone reads 2.5

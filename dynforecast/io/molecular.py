@@ -2,9 +2,10 @@
 
 mdtraj reports nanometres and picoseconds; they are recorded as read ("nm", "ps"), never converted.
 mdtraj numbers the frames of formats that it reads no time from; a DCD's times are taken from its
-header instead (`dcd_header`), and the others (BINPOS, LAMMPS dumps, multi-model PDB) keep frame
-indices, recorded with the dimensionless unit "1" rather than labelled picoseconds
-(``ingest --time-step`` gives them real times).
+header instead (`dcd_header`), a GRO's from every title line's ``t=`` (`gro_frames`), and the
+others (BINPOS, LAMMPS dumps, multi-model PDB, a DCD without a time step, a GRO frame without
+``t=``) keep frame indices, recorded with the dimensionless unit "1" rather than labelled
+picoseconds, with an ``untimed_frames`` note (``ingest --time-step`` gives them real times).
 Frames are streamed with ``mdtraj.iterload`` in chunks, so trajectories larger than memory convert.
 Periodic unit cells are kept as mdtraj reports them (``unitcell_vectors``, nm; XTC, TRR, DCD, GRO,
 NetCDF, PDB CRYST1); a PDB whose every MODEL has its own CRYST1 (as `io.pdb.write_pdb` writes a
@@ -29,6 +30,7 @@ import numpy as np
 from dynforecast.errors import DynforecastError, InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
 from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
+from dynforecast.io.gro_frames import FrameIndexClock, GroClock, scan_gro, untimed_detail
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.isolated import isolated_iter
 from dynforecast.io.molecular_audit import (
@@ -285,11 +287,11 @@ def open_molecular(
         parameters["topology"] = str(top_path)
     if select is not None:
         parameters["selection"] = select
-    clock = read_dcd_clock(path) if extension_of(path) == ".dcd" else None
+    clock, untimed = _frame_clock(path, notes)
     header = Trajectory(
         name=name,
         length_unit="nm",
-        time_unit="1" if clock is None and extension_of(path) in UNTIMED_EXTENSIONS else "ps",
+        time_unit="1" if untimed else "ps",
         parameters=parameters,
         source=str(path),
         checksum=combined_checksum(sources),
@@ -321,6 +323,31 @@ def open_molecular(
         has_box=first.box is not None,
         notes=notes,
     )
+
+
+Clock = DCDClock | GroClock | FrameIndexClock
+
+
+def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, bool]:
+    """Where frame times come from instead of mdtraj's, and whether they are frame indices.
+
+    A DCD's from its header (`dcd_header`; frame indices when it records no time step); a GRO's
+    from its title lines (`gro_frames`), frame indices with an ``untimed_frames`` note when a
+    frame has no ``t=``; other formats keep mdtraj's times (frame indices for the formats in
+    `UNTIMED_EXTENSIONS`, which ingest notes as untimed).
+    """
+    extension = extension_of(path)
+    if extension == ".dcd":
+        clock = read_dcd_clock(path)
+        return clock, clock is None
+    if extension == ".gro":
+        scan = scan_gro(path)
+        if scan.n_frames and scan.untimed_frames == 0:
+            return GroClock(scan.times), False
+        if scan.n_frames:
+            notes.append(IngestNote("untimed_frames", scan.n_frames, untimed_detail(scan)))
+        return FrameIndexClock(), True
+    return None, extension in UNTIMED_EXTENSIONS
 
 
 def _sync_elements(topology, before: np.ndarray, species: np.ndarray) -> None:
@@ -404,12 +431,12 @@ def _iter_chunks(
     indices: np.ndarray | None,
     stride: int,
     chunk: int,
-    clock: DCDClock | None,
+    clock: Clock | None,
     sink: _NoteSink,
 ):
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
 
-    ``clock``, if given, replaces mdtraj's times (frame numbers for a DCD) with the header's.
+    ``clock``, if given, replaces mdtraj's times (`_frame_clock`).
     Frame 0 decides whether the system has a unit cell; `chunk_boxes` holds later frames to it.
     """
     import mdtraj
