@@ -568,3 +568,48 @@ def test_gro_times_come_from_every_title_line(tmp_path):
     every = tmp_path / "e.h5"
     assert run("ingest", gro, "--topology", gro, "-o", every).exit_code == 0
     assert ingested(every).time.tolist() == [10.0, 25.0, 40.0]  # mdtraj alone reads 2.5
+
+
+def _amber_netcdf(path: Path, *, velocities: bool) -> Path:
+    """A 3-atom, 3-frame AMBER NetCDF trajectory (convention 1.0), written with scipy."""
+    from scipy.io import netcdf_file
+
+    xyz = np.array([[0, 0, 0.119], [0, 0.763, -0.477], [0, -0.763, -0.477]], dtype=np.float32)
+    with netcdf_file(str(path), "w", version=2) as handle:
+        handle.Conventions, handle.ConventionVersion = b"AMBER", b"1.0"
+        handle.program, handle.programVersion = b"dynforecast-tests", b"1"
+        handle.createDimension("frame", None)
+        handle.createDimension("spatial", 3)
+        handle.createDimension("atom", 3)
+        spatial = handle.createVariable("spatial", "c", ("spatial",))
+        spatial[:] = np.array(list(b"xyz"), dtype="S1")
+        time = handle.createVariable("time", "f", ("frame",))
+        time.units = b"picosecond"
+        coordinates = handle.createVariable("coordinates", "f", ("frame", "atom", "spatial"))
+        coordinates.units = b"angstrom"
+        coordinates[:] = xyz[None] + 0.1 * np.arange(3, dtype=np.float32)[:, None, None]
+        time[:] = [1.0, 2.0, 3.0]
+        if velocities:
+            moving = handle.createVariable("velocities", "f", ("frame", "atom", "spatial"))
+            moving.units, moving.scale_factor = b"angstrom/picosecond", 20.455
+            moving[:] = np.full((3, 3, 3), 0.005, dtype=np.float32)
+    return path
+
+
+def test_amber_netcdf_velocities_that_mdtraj_does_not_read_are_noted(tmp_path):
+    nc = _amber_netcdf(tmp_path / "water.nc", velocities=True)
+    out = tmp_path / "nc.h5"
+    result = run("ingest", nc, "--topology", FIELD / "tiny.psf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        "the file's velocities were not ingested (mdtraj reads positions, times and unit cells "
+        "only)"
+    )
+    assert f"{nc}: note: {detail}" in result.stderr.splitlines()
+    traj = ingested(out)
+    assert notes_of(traj)["unread_arrays"].detail == detail
+    assert traj.time.tolist() == [1.0, 2.0, 3.0] and traj.velocities is None
+    still = _amber_netcdf(tmp_path / "still.nc", velocities=False)
+    plain = run("ingest", still, "--topology", FIELD / "tiny.psf", "-o", tmp_path / "p.h5")
+    assert plain.exit_code == 0, plain.stderr
+    assert "not ingested" not in plain.stderr
