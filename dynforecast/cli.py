@@ -154,7 +154,11 @@ def ingest(
         str | None,
         typer.Option(
             help="Time between the input's frames, e.g. '2 ps' or '0.5 fs' (fs, ps, ns, ms, s); "
-            "replaces the file's own times. DCD, BINPOS and multi-model PDB store none."
+            "replaces the file's own times. A DCD's times come from its header: DELTA (AKMA "
+            "units, 1 AKMA = 0.04888821 ps) x NSAVC steps per frame, from ISTART; a DCD whose "
+            "header has no time step (DELTA or NSAVC not positive), BINPOS, LAMMPS dumps, "
+            "multi-model PDB, GRO without t= and XYZ without time= store none: their frames "
+            "get the frame index (unit 1) and a note. AMC times assume 120 frames/s."
         ),
     ] = None,
     overwrite: OverwriteOption = False,

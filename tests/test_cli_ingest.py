@@ -253,3 +253,18 @@ def test_stdout_of_a_real_process_carries_only_results(tmp_path):
     )
     assert debug.returncode == 0, debug.stderr
     assert "dcdplugin)" in debug.stderr and "dcdplugin)" not in debug.stdout
+
+
+def test_time_step_help_says_where_dcd_times_come_from():
+    from dynforecast.io.dcd_header import AKMA_PS
+
+    result = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert (
+        f"A DCD's times come from its header: DELTA (AKMA units, 1 AKMA = {AKMA_PS} ps) x NSAVC "
+        "steps per frame, from ISTART; a DCD whose header has no time step (DELTA or NSAVC not "
+        "positive), BINPOS, LAMMPS dumps, multi-model PDB, GRO without t= and XYZ without "
+        "time= store none: their frames get the frame index (unit 1) and a note." in text
+    )
+    assert "AMC times assume 120 frames/s." in text

@@ -52,9 +52,10 @@ UNTIMED_DETAIL = (
 class TimeStep:
     """Time between consecutive frames of an input, replacing the times the file carries.
 
-    DCD, BINPOS and multi-model PDB files (and XYZ without ``time=``) store no time per frame; a
-    user who knows the saving interval gives it here so that the data's frame spacing, which
-    checkpoints check, is a real time.
+    BINPOS, LAMMPS dumps, multi-model PDB, a DCD whose header has no time step (`dcd_header`),
+    GRO without ``t=`` and XYZ without ``time=`` store no time per frame; a user who knows the
+    saving interval gives it here so that the data's frame spacing, which checkpoints check, is
+    a real time. It also replaces a DCD header's clock and AMC's assumed 120 frames/s.
     """
 
     value: float
