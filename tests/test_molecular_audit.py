@@ -613,3 +613,68 @@ def test_amber_netcdf_velocities_that_mdtraj_does_not_read_are_noted(tmp_path):
     plain = run("ingest", still, "--topology", FIELD / "tiny.psf", "-o", tmp_path / "p.h5")
     assert plain.exit_code == 0, plain.stderr
     assert "not ingested" not in plain.stderr
+
+
+# PDB columns that are not stored ---------------------------------------------------------------
+
+
+def _with_columns(line: str, occupancy: str, bfactor: str, charge: str = "") -> str:
+    """A PDB ATOM line with columns 55-60, 61-66 and 79-80 replaced."""
+    return f"{line[:54]}{occupancy:>6}{bfactor:>6}{line[66:78]:<12}{charge:>2}"
+
+
+def test_non_default_occupancy_bfactor_and_charge_are_one_dropped_columns_note(tmp_path):
+    atoms = [
+        pdb_atom(1, "N", "GLY", 1, (0, 0, 0), "N"),
+        pdb_atom(2, "CA", "GLY", 1, (1.4, 0, 0), "C"),
+        pdb_atom(3, "C", "GLY", 1, (2, 1.3, 0), "C"),
+        pdb_atom(4, "O", "GLY", 1, (1.4, 2.3, 0), "O"),
+    ]
+    atoms[0] = _with_columns(atoms[0], "0.50", "0.00")
+    atoms[1] = _with_columns(atoms[1], "1.00", "12.30")
+    atoms[2] = _with_columns(atoms[2], "1.00", "0.00", "1-")
+    atoms[3] = _with_columns(atoms[3], "1.00", "0.00", "0")  # an explicit zero charge is none
+    pdb = tmp_path / "columns.pdb"
+    pdb.write_text("\n".join(atoms) + "\nEND\n")
+    out = tmp_path / "c.h5"
+    result = run("ingest", pdb, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        "PDB columns not stored: occupancy not 1 in 1, B-factor not 0 in 1, formal charge not 0 "
+        "in 1 of the 4 ATOM/HETATM records (all MODELs)"
+    )
+    assert [line for line in result.stderr.splitlines() if ": note: " in line] == [
+        f"{pdb}: note: {detail}"
+    ]
+    note = notes_of(ingested(out))["dropped_columns"]
+    assert (note.count, note.detail) == (3, detail)
+
+
+def test_a_pdb_trajectory_reports_its_own_dropped_columns(tmp_path):
+    lines = (FIELD / "tiny_traj.pdb").read_text().splitlines()
+    last_model = max(i for i, line in enumerate(lines) if line.startswith("ATOM"))
+    lines[last_model] = _with_columns(lines[last_model], "1.00", "35.00")
+    trajectory = tmp_path / "bfactor.pdb"
+    trajectory.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "t.h5"
+    result = run("ingest", trajectory, "--topology", FIELD / "tiny.psf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = "PDB columns not stored: B-factor not 0 in 1 of the 6 ATOM/HETATM records (all MODELs)"
+    assert f"{trajectory}: note: {detail}" in result.stderr.splitlines()
+    assert notes_of(ingested(out))["dropped_columns"].detail == detail
+    again = tmp_path / "plain.h5"
+    plain = run("ingest", FIELD / "tiny_traj.pdb", "--topology", FIELD / "tiny.psf", "-o", again)
+    assert plain.exit_code == 0, plain.stderr
+    assert "PDB columns not stored" not in plain.stderr
+
+
+def test_dropped_values_counts_unreadable_columns_and_blank_ones_are_defaults(tmp_path):
+    from dynforecast.io.pdb_records import DroppedValues, dropped_values
+
+    atom = pdb_atom(1, "CA", "ALA", 1, (0, 0, 0), "C")
+    pdb = tmp_path / "odd.pdb"
+    pdb.write_text(
+        "\n".join([_with_columns(atom, "abc", ""), _with_columns(atom, "", "0.00", "2+")]) + "\n"
+    )
+    found = dropped_values(pdb)
+    assert found == DroppedValues(records=2, occupancy=1, bfactor=0, charge=1, any=2)

@@ -38,6 +38,7 @@ from dynforecast.io.molecular_audit import (
     audit_pdb,
     audit_prmtop,
     audit_psf,
+    dropped_columns_notes,
     warning_notes,
 )
 from dynforecast.io.notes import IngestNote
@@ -277,6 +278,8 @@ def open_molecular(
     notes = _audit_topology(top_path, top, fields, codes)
     if topology is not None:  # ingest prefixes the trajectory's name; say which file it was
         notes = [dataclasses.replace(n, detail=f"topology {top_path}: {n.detail}") for n in notes]
+    if topology is not None and extension_of(path) in STANDALONE_EXTENSIONS and path != top_path:
+        notes += dropped_columns_notes(path)  # a PDB trajectory drops these columns too
     _sync_elements(top, mdtraj_species, fields["species"])
     indices = select_atoms(top, select, top_path)
     if indices is not None:

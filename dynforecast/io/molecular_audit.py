@@ -11,6 +11,9 @@ file says and repairs or reports every difference as an `IngestNote` (io/notes.p
   become parameters (``insertion_codes``, ``altlocs``, ``hetero``) that the PDB writer writes
   back; records of second alternate locations (merged by mdtraj into the first) are counted in a
   ``dropped_altloc`` note.
+- PDB occupancy, B-factor and formal charge (`dropped_columns_notes`, every PDB ingest reads,
+  topology or trajectory): not stored; records where they are not 1, 0, 0 are counted in one
+  ``dropped_columns`` note naming the columns.
 - GRO (`audit_gro`): the format has no element column and mdtraj's guess reads a sodium ion NA
   as nitrogen: every element is guessed by `guess_elements`, with a note.
 - PSF: mdtraj takes elements from masses (and CHARMM ion names): a ``elements_from_masses`` note.
@@ -61,16 +64,17 @@ def audit_pdb(path: Path, topology, fields: dict) -> list[IngestNote]:
     from dynforecast.io.pdb_records import read_atom_columns
 
     columns = read_atom_columns(path)
-    notes: list[IngestNote] = []
+    notes = dropped_columns_notes(path)
     if columns.names.size != topology.n_atoms:  # a layout mdtraj read differently: say so
         return [
+            *notes,
             IngestNote(
                 "unaligned_records",
                 abs(columns.names.size - topology.n_atoms),
                 f"{columns.names.size} ATOM/HETATM records in the first MODEL but mdtraj made "
                 f"{topology.n_atoms} atoms; insertion codes, alternate locations, HETATM flags and "
                 f"element columns were not kept",
-            )
+            ),
         ]
     parameters = fields["parameters"]
     fields["names"] = columns.names.tolist()
@@ -99,6 +103,33 @@ def audit_pdb(path: Path, topology, fields: dict) -> list[IngestNote]:
             )
         )
     return notes
+
+
+def dropped_columns_notes(path: Path) -> list[IngestNote]:
+    """The ``dropped_columns`` note of a PDB whose occupancy/B-factor/charge columns are not the
+    defaults (1, 0, 0) anywhere; none when they are, as in files dynforecast writes."""
+    from dynforecast.io.pdb_records import dropped_values
+
+    found = dropped_values(path)
+    parts = [
+        f"{label} not {default} in {count}"
+        for label, count, default in (
+            ("occupancy", found.occupancy, "1"),
+            ("B-factor", found.bfactor, "0"),
+            ("formal charge", found.charge, "0"),
+        )
+        if count
+    ]
+    if not parts:
+        return []
+    return [
+        IngestNote(
+            "dropped_columns",
+            found.any,
+            f"PDB columns not stored: {', '.join(parts)} of the {found.records} ATOM/HETATM "
+            "records (all MODELs)",
+        )
+    ]
 
 
 def audit_gro(fields: dict) -> list[IngestNote]:

@@ -9,9 +9,12 @@ module reads those columns from the first MODEL (the topology's) with one regex 
 fixed-width numpy slicing (no Python loop over atoms), and reproduces which records mdtraj
 merged, so that its atoms and these columns line up one to one.
 
+`dropped_values` counts, over every MODEL, the records whose occupancy, B-factor or formal
+charge differ from what the H5MD file implies (1, 0, 0): Trajectory has no place for them.
+
 PDB format v3.3, section 9 (coordinate section): columns 1-6 record name, 13-16 atom name, 17
 altLoc, 18-20 resName (21: a fourth character some MD codes write), 22 chainID, 23-26 resSeq, 27
-iCode, 77-78 element.
+iCode, 55-60 occupancy, 61-66 tempFactor, 77-78 element, 79-80 charge (e.g. "2+").
 """
 
 from __future__ import annotations
@@ -93,6 +96,62 @@ def read_atom_columns(path: str | Path) -> PdbAtomColumns:
         merged_altlocs=int(merged.sum()),
         dropped_locations=tuple(sorted(set(altloc[merged].tolist()))),
         cryst1=cryst1.group(0).decode("latin-1") if cryst1 else None,
+    )
+
+
+@dataclass(frozen=True)
+class DroppedValues:
+    """Records (all MODELs) whose columns hold what ingest does not store, and how many there are.
+
+    ``occupancy`` counts records with an occupancy other than 1, ``bfactor`` a B-factor other
+    than 0, ``charge`` a non-zero formal charge, ``any`` records with at least one of them; a
+    value that is not a number counts as non-default (it is dropped all the same). Blank
+    columns are the defaults.
+    """
+
+    records: int
+    occupancy: int
+    bfactor: int
+    charge: int
+    any: int
+
+
+def _differs(text: np.ndarray, default: float) -> np.ndarray:
+    """bool [n]: non-blank numeric columns ``text`` [n] str that are not ``default``."""
+    filled = text != ""
+    out = np.zeros(text.size, dtype=bool)
+    try:
+        out[filled] = text[filled].astype(np.float64) != default
+    except ValueError:  # garbage in a column: counted one by one, unreadable is non-default
+        out[filled] = [_float_or_nan(value) != default for value in text[filled]]
+    return out
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def dropped_values(path: str | Path) -> DroppedValues:
+    """Occupancy, B-factor and charge columns of every ATOM/HETATM record that differ from the
+    defaults (see `DroppedValues`); a vectorised scan of fixed-width columns."""
+    lines = _ATOM_RECORD.findall(_read(Path(path)))
+    if not lines:
+        return DroppedValues(0, 0, 0, 0, 0)
+    block = np.array(lines, dtype=f"S{_WIDTH}").view(np.uint8).reshape(len(lines), _WIDTH).copy()
+    block[block == 0] = ord(" ")
+    occupancy = _differs(_column(block, 54, 60), 1.0)
+    bfactor = _differs(_column(block, 60, 66), 0.0)
+    charge_text = _column(block, 78, 80)
+    charge = np.char.strip(charge_text, "+-0") != ""  # "0", "0+", "+0" are no charge
+    return DroppedValues(
+        records=len(lines),
+        occupancy=int(occupancy.sum()),
+        bfactor=int(bfactor.sum()),
+        charge=int(charge.sum()),
+        any=int((occupancy | bfactor | charge).sum()),
     )
 
 
