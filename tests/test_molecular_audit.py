@@ -142,6 +142,23 @@ def test_gro_elements_are_guessed_by_naming_convention_with_a_note(tmp_path):
     )
 
 
+def test_gro_names_are_kept_as_written_not_mdtrajs_pdb_renames(tmp_path):
+    import mdtraj
+
+    gro = tmp_path / "ions.gro"
+    gro.write_text(GRO_TEXT)
+    out = tmp_path / "gro.h5"
+    result = run("ingest", gro, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.names == ["OW", "HW1", "HW2", "NA", "CL"]
+    assert [a.name for a in mdtraj.load_topology(str(gro)).atoms][:3] == ["O", "H1", "H2"]
+    assert traj.parameters["residue_names"].tolist() == ["SOL", "SOL", "SOL", "NA", "CL"]
+    assert sorted(map(tuple, traj.bonds.tolist())) == [(0, 1), (0, 2)]  # mdtraj's water bonds
+    assert "(OW -> O (1), HW1 -> H (1), HW2 -> H (1), NA -> Na (1), CL -> Cl (1))" in result.stderr
+    assert "t=" not in result.stderr  # one frame needs no time: no untimed_frames note
+
+
 def test_psf_elements_from_masses_are_noted(tmp_path):
     out = tmp_path / "adk.h5"
     result = run("ingest", ADK_DCD, "--topology", ADK_PSF, "-o", out)

@@ -1,4 +1,4 @@
-"""Frame times of a GRO trajectory, read from its title lines because mdtraj's are not reliable.
+"""Frame times and atom names of a GRO file, read from its text because mdtraj's are not reliable.
 
 mdtraj's GRO reader takes a frame's time from ``t=`` in the title line with the pattern
 ``t= *(\\d+\\.\\d+)``: if any frame lacks ``t=`` it returns no times and ``mdtraj.Trajectory``
@@ -6,6 +6,10 @@ numbers the frames 0, 1, 2 ... (of the frames it kept, so a stride renumbers the
 would store as picoseconds; ``t= 1.5e3`` reads as 1.5. `scan_gro` reads every title line
 instead: frames that all carry ``t=`` get those times (ps), otherwise every frame is stored by
 its frame index with the time unit "1", as for the other untimed formats, and a note says why.
+
+mdtraj's GRO topology also renames residues and atoms to PDB standards (SOL -> HOH, OW -> O,
+HW1 -> H1: its pdbNames.xml); `written_names` gives the names as written, which ingest stores,
+as it does for PDB files.
 
 GRO layout (GROMACS manual, "gro" file format): per frame a title line, a line with the atom
 count N, N fixed-width atom lines, then the box line. Only the title and count lines are parsed;
@@ -90,3 +94,13 @@ def untimed_detail(scan: GroScan) -> str:
         f"{which}, so the file stores no usable times; time is the frame index "
         "(give --time-step, e.g. --time-step '2 ps')"
     )
+
+
+def written_names(path: str | Path, n_atoms: int) -> tuple[list[str], list[str]] | None:
+    """Atom and residue names of the first frame's atom lines as written (columns 11-15 and
+    6-10), or None when the first frame does not have ``n_atoms`` atom lines."""
+    with open(path, encoding="latin-1") as handle:
+        lines = list(itertools.islice(handle, 2, 2 + n_atoms))
+    if len(lines) != n_atoms:
+        return None
+    return [line[10:15].strip() for line in lines], [line[5:10].strip() for line in lines]

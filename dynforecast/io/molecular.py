@@ -220,7 +220,7 @@ def _audit_topology(top_path: Path, topology, fields: dict, codes) -> list[Inges
     if extension in STANDALONE_EXTENSIONS:
         return audit_pdb(top_path, topology, fields)
     if extension == ".gro":
-        return audit_gro(fields)
+        return audit_gro(top_path, fields)
     if extension == ".psf":
         if codes is not None:
             _split_insertion_residues(fields, codes)
@@ -347,7 +347,7 @@ def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, boo
         scan = scan_gro(path)
         if scan.n_frames and scan.untimed_frames == 0:
             return GroClock(scan.times), False
-        if scan.n_frames:
+        if scan.n_frames > 1:  # one frame needs no time (as ingest's own untimed note)
             notes.append(IngestNote("untimed_frames", scan.n_frames, untimed_detail(scan)))
         return FrameIndexClock(), True
     return None, extension in UNTIMED_EXTENSIONS

@@ -14,8 +14,9 @@ file says and repairs or reports every difference as an `IngestNote` (io/notes.p
 - PDB occupancy, B-factor and formal charge (`dropped_columns_notes`, every PDB ingest reads,
   topology or trajectory): not stored; records where they are not 1, 0, 0 are counted in one
   ``dropped_columns`` note naming the columns.
-- GRO (`audit_gro`): the format has no element column and mdtraj's guess reads a sodium ion NA
-  as nitrogen: every element is guessed by `guess_elements`, with a note.
+- GRO (`audit_gro`): atom and residue names as written replace mdtraj's renames (OW -> O), as
+  for PDB. The format has no element column and mdtraj's guess reads a sodium ion NA as
+  nitrogen: every element is guessed by `guess_elements`, with a note.
 - PSF: mdtraj takes elements from masses (and CHARMM ion names): a ``elements_from_masses`` note.
 - PRMTOP without ATOMIC_NUMBER: guessed from names like GRO, with a note.
 
@@ -132,8 +133,15 @@ def dropped_columns_notes(path: Path) -> list[IngestNote]:
     ]
 
 
-def audit_gro(fields: dict) -> list[IngestNote]:
-    """Elements of a GRO topology (none in the format) guessed by `guess_elements`."""
+def audit_gro(path: Path, fields: dict) -> list[IngestNote]:
+    """Names of a GRO topology as written (not mdtraj's PDB-standard renames), and its elements
+    (none in the format) guessed from them by `guess_elements`."""
+    from dynforecast.io.gro_frames import written_names
+
+    written = written_names(path, len(fields["names"]))
+    if written is not None:
+        fields["names"] = written[0]
+        fields["parameters"]["residue_names"] = np.asarray(written[1], dtype=str)
     where = np.ones(len(fields["names"]), dtype=bool)
     note = _apply_guess(fields, where, "GRO files have no elements")
     return [note] if note is not None else []
