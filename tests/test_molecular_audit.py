@@ -587,7 +587,7 @@ def test_gro_times_come_from_every_title_line(tmp_path):
     assert ingested(every).time.tolist() == [10.0, 25.0, 40.0]  # mdtraj alone reads 2.5
 
 
-def _amber_netcdf(path: Path, *, velocities: bool) -> Path:
+def _amber_netcdf(path: Path, *, velocities: bool, forces: bool = False) -> Path:
     """A 3-atom, 3-frame AMBER NetCDF trajectory (convention 1.0), written with scipy."""
     from scipy.io import netcdf_file
 
@@ -610,6 +610,10 @@ def _amber_netcdf(path: Path, *, velocities: bool) -> Path:
             moving = handle.createVariable("velocities", "f", ("frame", "atom", "spatial"))
             moving.units, moving.scale_factor = b"angstrom/picosecond", 20.455
             moving[:] = np.full((3, 3, 3), 0.005, dtype=np.float32)
+        if forces:
+            pushed = handle.createVariable("forces", "f", ("frame", "atom", "spatial"))
+            pushed.units = b"kilocalorie/mole/angstrom"
+            pushed[:] = np.ones((3, 3, 3), dtype=np.float32)
     return path
 
 
@@ -695,3 +699,17 @@ def test_dropped_values_counts_unreadable_columns_and_blank_ones_are_defaults(tm
     )
     found = dropped_values(pdb)
     assert found == DroppedValues(records=2, occupancy=1, bfactor=0, charge=1, any=2)
+
+
+def test_amber_netcdf_velocities_and_forces_are_one_unread_arrays_note(tmp_path):
+    nc = _amber_netcdf(tmp_path / "both.nc", velocities=True, forces=True)
+    out = tmp_path / "both.h5"
+    result = run("ingest", nc, "--topology", FIELD / "tiny.psf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    detail = (
+        "the file's velocities and forces were not ingested (mdtraj reads positions, times and "
+        "unit cells only)"
+    )
+    assert f"{nc}: note: {detail}" in result.stderr.splitlines()
+    note = notes_of(ingested(out))["unread_arrays"]
+    assert (note.count, note.detail) == (2, detail)
