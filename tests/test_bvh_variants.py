@@ -132,10 +132,18 @@ def test_keyword_case_spacing_and_inline_braces_read_like_the_canonical_file(run
         np.testing.assert_array_equal(variant.parameters[key], canonical.parameters[key])
 
 
-def test_an_end_site_name_already_taken_falls_back_to_the_parent_name(tmp_path):
+def test_an_end_site_name_already_taken_falls_back_to_the_parent_name(run, tmp_path):
     path = tmp_path / "dup.bvh"
     path.write_text(CANONICAL.replace("    End Site\n", "    End Site Chest\n", 1))
     assert read_bvh(path).names == ["Hips", "Chest", "Chest_end", "Leg", "Leg_end"]
+    system, result = ingested(run, path, tmp_path / "out.h5")
+    detail = (
+        "1 End Site name already taken by a joint, renamed after the parent: Chest -> Chest_end"
+    )
+    assert f"{path}: note: {detail}" in result.stderr.splitlines()
+    with h5py.File(tmp_path / "out.h5") as h5:
+        notes = json.loads(h5[f"parameters/dynforecast/{system.name}"].attrs[NOTES_PARAMETER])
+    assert notes == [{"kind": "renamed_end_sites", "count": 1, "detail": detail}]
 
 
 def test_motion_rows_past_the_frame_count_are_a_recorded_note(run, tmp_path):

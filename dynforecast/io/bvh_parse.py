@@ -9,8 +9,9 @@ case-insensitive, as real writers vary (``HIERARCHY``, ``ROOT``, ``JOINT``, ``OF
 particle name when it is unique, else the site is ``<parent>_end`` like an unnamed one. Every
 problem is an `InputError` naming the file, and the line where one line is to blame.
 
-What the parser drops is returned as notes (`io.notes`): motion rows past the header's frame
-count.
+What the parser drops or renames is returned as notes (`io.notes`): motion rows past the
+header's frame count, and ``End Site <name>`` names that were already taken (renamed
+``<parent>_end``).
 
 The hierarchy is small and parsed token by token; the motion block, which can hold millions of
 numbers, is parsed by NumPy in one call, and only when that fails are its rows inspected one by
@@ -89,6 +90,7 @@ class _Hierarchy:
         self.offsets: list[tuple[float, float, float]] = []
         self.channels: list[tuple[str, ...]] = []
         self.end_site: list[bool] = []
+        self.renamed: list[tuple[str, str]] = []  # (End Site name as written, name given)
 
     def joint(self, parent: int, keyword: str, line: int) -> None:
         """Parse ``<name> { OFFSET ... CHANNELS ... (JOINT | End Site)* }`` after ROOT/JOINT."""
@@ -156,6 +158,8 @@ class _Hierarchy:
         suffix = 1
         while name in self.names:  # a joint with two end sites: keep names unique
             name, suffix = f"{parent_name}_end{suffix}", suffix + 1
+        if given and name != given:
+            self.renamed.append((given, name))
         index = self._add(name, parent, end_site=True)
         if not brace_inline:
             self._open_brace(f"after End Site of {parent_name!r}")
@@ -211,7 +215,10 @@ class _Hierarchy:
         )
 
 
-def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
+def _parse_hierarchy(
+    lines: list[str], path: Path, end: str
+) -> tuple[BvhSkeleton, list[tuple[str, str]]]:
+    """The skeleton, and the End Site names renamed because a joint already had them."""
     tokens = _Tokens(lines, path, end)
     first = tokens.next("(no HIERARCHY)")
     if first[0].upper() != "HIERARCHY":
@@ -234,7 +241,18 @@ def _parse_hierarchy(lines: list[str], path: Path, end: str) -> BvhSkeleton:
     skeleton = hierarchy.skeleton()
     if skeleton.n_channels == 0:
         raise InputError(f"{path}: the hierarchy declares no channels")
-    return skeleton
+    return skeleton, hierarchy.renamed
+
+
+def _renamed_note(renamed: list[tuple[str, str]]) -> IngestNote:
+    shown = ", ".join(f"{old} -> {new}" for old, new in renamed[:3])
+    more = f", ... ({len(renamed) - 3} more)" if len(renamed) > 3 else ""
+    return IngestNote(
+        "renamed_end_sites",
+        len(renamed),
+        f"{counted(len(renamed), 'End Site name')} already taken by a joint, renamed after the "
+        f"parent: {shown}{more}",
+    )
 
 
 def _header_value(
@@ -313,7 +331,9 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     marker = _MOTION_LINE.search(text)
     head = text[: marker.start()] if marker else text
-    skeleton = _parse_hierarchy(head.splitlines(), path, "before MOTION" if marker else "of file")
+    skeleton, renamed = _parse_hierarchy(
+        head.splitlines(), path, "before MOTION" if marker else "of file"
+    )
     if marker is None:
         raise InputError(f"{path}: no MOTION section")
     motion_line = head.count("\n") + 1
@@ -327,7 +347,7 @@ def parse_bvh(text: str, path: Path) -> ParsedBvh:
             f"{path}: truncated BVH: expected {n_frames} frames of {skeleton.n_channels} "
             f"channels, got {nonblank.size}"
         )
-    notes = []
+    notes = [_renamed_note(renamed)] if renamed else []
     if nonblank.size > n_frames:
         extra = nonblank.size - n_frames
         first_extra = int(nonblank[n_frames]) + motion_line + first_row
