@@ -92,3 +92,14 @@ def test_final_notes_drops_every_time_assumption_when_a_time_step_is_given():
     assert ingest_module.final_notes(notes, step, "fs", 3) == [notes[-1]]
     assert ingest_module.final_notes(notes[-1:], None, "1", 3)[-1].kind == "untimed_frames"
     assert ingest_module.final_notes(notes[-1:], None, "1", 1) == notes[-1:]  # one frame: no time
+
+
+def test_an_untimed_xyz_gets_the_same_untimed_frames_note(tmp_path, capsys):
+    source = tmp_path / "plain.xyz"
+    source.write_text("1\n\nH 0 0 0\n1\n\nH 0 0 0.1\n1\n\nH 0 0 0.2\n")
+    ingest_module.ingest([source], tmp_path / "out.h5")
+    expected = f"{source}: note: {ingest_module.UNTIMED_DETAIL}"
+    assert capsys.readouterr().err.splitlines().count(expected) == 1
+    assert _recorded_notes(tmp_path / "out.h5") == [
+        IngestNote("untimed_frames", 3, ingest_module.UNTIMED_DETAIL)
+    ]
