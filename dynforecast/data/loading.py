@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from dynforecast.data.finite import check_finite
 from dynforecast.errors import InputError, describe_path
 from dynforecast.io.trajectory import Trajectory
 
@@ -20,7 +21,9 @@ def load_systems(
     ``DYNFORECAST_FRAMES`` says). Batches are bit-identical either way.
 
     The H5MD reader raises InputError (one line naming the file) for a missing, unreadable or
-    malformed file; a file with no system is an InputError here.
+    malformed file; a file with no system, or one whose frames hold NaN or infinity
+    (`dynforecast.data.finite.check_finite`, one pass over the frames in blocks), is an
+    InputError here.
     """
     from dynforecast.io.h5md import read_h5md
 
@@ -34,6 +37,7 @@ def load_systems(
         raise InputError(f"{describe_path(path)}: cannot read as HDF5/H5MD ({exc})") from None
     if not loaded:
         raise InputError(f"{describe_path(path)}: no systems in the file")
+    check_finite(path, loaded)
     return loaded
 
 
