@@ -47,6 +47,29 @@ _TYPER_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_usage_error(error: Exception) -> None:
+    """click's own usage errors (bad option value, missing argument) as one ``error:`` line.
+
+    Typer draws them as a multi-line box; every other error of this CLI is one line on stderr, so
+    that a pipeline's log or a SLURM job's .err file reads the same for all (exit code unchanged, 2).
+    """
+    context = getattr(error, "ctx", None)
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    message = " ".join(message.split()).rstrip(".")
+    if context is not None:
+        print(f"error: {message} (see '{context.command_path} --help')", file=sys.stderr)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+
+
+try:  # typer calls rich_utils.rich_format_error(e) when rich is installed (it always is here)
+    from typer import rich_utils as _typer_rich_utils
+
+    _typer_rich_utils.rich_format_error = _print_usage_error
+except ImportError:  # pragma: no cover - typer without rich falls back to click's plain form
+    pass
+
+
 def handle_errors(command: F) -> F:
     """Turn a `DynforecastError` into one stderr line and its exit code (traceback with --debug)."""
 

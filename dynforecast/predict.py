@@ -280,13 +280,17 @@ def predict_file(
     if export is not None:
         from dynforecast.io.export import export_trajectory
 
-        export_trajectory(
-            result.trajectory,
-            export,
-            overwrite=overwrite,
-            is_forecast=result.is_forecast,
-            bfactors=_bfactors(spread, export, chosen.length_unit),
-        )
+        try:
+            export_trajectory(
+                result.trajectory,
+                export,
+                overwrite=overwrite,
+                is_forecast=result.is_forecast,
+                bfactors=_bfactors(spread, export, chosen.length_unit),
+            )
+        except BaseException:  # one command, both files or neither (Ctrl-C included)
+            output.unlink(missing_ok=True)
+            raise
     if result.divergence is not None:
         raise DivergenceError(
             f"{output}: rollout diverged: {result.divergence}; wrote the "

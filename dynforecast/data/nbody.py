@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dynforecast.errors import InputError, UsageError, describe_path
+from dynforecast.io.atomic import create_directory
 from dynforecast.io.trajectory import Trajectory
 
 N_PARTICLES = 5
@@ -350,7 +351,7 @@ def egnn_file_name(array: str, split: str, suffix: str = "") -> str:
 def save_egnn_npy(directory: Path, split: str, arrays: NBodyArrays, suffix: str = "") -> list[Path]:
     """Write the four EGNN arrays of one split (float64) into ``directory``; returns the paths."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    create_directory(directory)
     paths = []
     for name in EGNN_ARRAYS:
         path = directory / egnn_file_name(name, split, suffix)

@@ -28,9 +28,54 @@ def check_output_path(path: Path, *, overwrite: bool) -> None:
         raise OutputError(f"{path}: exists (use --overwrite to replace it)")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
+        if directory.exists() or _file_ancestor(directory) is not None:
+            blocker = directory if directory.exists() else _file_ancestor(directory)
+            raise OutputError(f"{path}: {blocker} is not a directory")
         raise OutputError(f"{path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: directory {directory} is not writable")
+
+
+def _file_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (a file), else None."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_directory_creatable(directory: Path) -> None:
+    """Refuse, before any work, a directory that `create_directory` could not make or write in.
+
+    Walks up to the nearest existing ancestor: a file there ("is not a directory") or an
+    unwritable directory is an OutputError naming ``directory`` and the reason. Nothing is created,
+    so a run that then fails on its input leaves no empty directory behind.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        if not directory.is_dir():
+            raise OutputError(f"{directory}: exists and is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise OutputError(f"{directory}: directory is not writable")
+        return
+    for parent in directory.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{directory}: cannot create it, {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputError(f"{directory}: cannot create it, {parent} is not writable")
+            return
+
+
+def create_directory(directory: Path) -> None:
+    """``mkdir -p`` with the failure as one OutputError line (exit 4) instead of a traceback."""
+    directory = Path(directory)
+    check_directory_creatable(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OutputError(f"{directory}: cannot create the directory ({reason})") from None
 
 
 @contextmanager

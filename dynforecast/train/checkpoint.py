@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dynforecast.errors import CompatibilityError, InputError
-from dynforecast.io.atomic import atomic_output
+from dynforecast.io.atomic import atomic_output, create_directory
 
 FORMAT = 1
 
@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically (temporary file + rename in the same directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_directory(path.parent)
     with atomic_output(path, overwrite=True) as scratch:
         torch.save(state, scratch)
 

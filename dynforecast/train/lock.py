@@ -26,6 +26,7 @@ from types import TracebackType
 
 from dynforecast import console
 from dynforecast.errors import OutputError
+from dynforecast.io.atomic import create_directory
 
 LOCK_FILE = ".lock"
 #: Age after which an unlockable file system's record from another host counts as stale.
@@ -48,7 +49,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         if not self.enabled:
             return self
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        create_directory(self.run_dir)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -111,6 +111,8 @@ class RunReport:
 def run_directory(path: Path) -> Path:
     """The run directory of ``path`` (a run directory or a checkpoint file in one)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such run directory or checkpoint")
     run_dir = path if path.is_dir() else path.parent
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{path}: not a run directory (no {CONFIG_FILE} in {run_dir})")

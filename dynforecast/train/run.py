@@ -37,7 +37,7 @@ import torch
 from dynforecast import console
 from dynforecast.data.loading import load_systems
 from dynforecast.errors import CompatibilityError, Interrupted, OutputError, UsageError
-from dynforecast.io.atomic import atomic_output
+from dynforecast.io.atomic import atomic_output, check_directory_creatable, create_directory
 from dynforecast.io.checksum import file_checksum
 from dynforecast.train import setup
 from dynforecast.train.checkpoint import load_checkpoint, versions
@@ -236,6 +236,8 @@ def _train_in_group(
     note = batch_script_note()
     if note is not None:
         console.log(note)
+    if run_dir is not None and context.is_main:  # before minutes of loading and setup
+        check_directory_creatable(run_dir)
     data_path, builtin = setup.data_path_or_builtin(data)
     systems = load_systems(data_path, config.data.systems)
     notes: list[str] = []
@@ -373,7 +375,7 @@ def _train_locked(
         BASELINES_KEY: baselines_mse,  # the divergence guard's "stay" (train/divergence.py)
     }
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        create_directory(run_dir)
         if resume is None:
             _write_json(
                 run_dir / CONFIG_FILE,
