@@ -217,3 +217,20 @@ def test_time_step_given_to_amc_records_no_assumed_frame_rate(files: Path):
     traj = read_h5md(out)[0]
     assert NOTES_PARAMETER not in traj.parameters
     np.testing.assert_allclose(traj.time, [0, 0.01, 0.02])
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("0.01 s", 0.01), ("25 ms", 0.025)])
+def test_time_step_given_to_amc_is_the_recorded_frame_time_and_export_keeps_it(
+    files: Path, given: str, seconds: float, capsys
+):
+    from dynforecast.io.export import export_trajectory
+
+    out = files / "walk.h5"
+    args = [str(files / "skel.asf"), str(files / "walk.amc"), "--time-step", given]
+    assert _ingest(*args, "-o", str(out)).exit_code == 0
+    traj = read_h5md(out)[0]
+    np.testing.assert_allclose(traj.parameters["amc_frame_time"], [seconds])
+    capsys.readouterr()
+    export_trajectory(traj, files / "walk.bvh")
+    assert "Frame Time" not in capsys.readouterr().err  # no frame-rate change is reported
+    assert f"Frame Time: {seconds:g}" in (files / "walk.bvh").read_text()

@@ -25,6 +25,7 @@ from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
 from dynforecast.io.readers import default_system_name, input_kind, open_input
 from dynforecast.io.storable import check_storable_text
 from dynforecast.io.table import format_table
+from dynforecast.io.units import time_factor
 
 #: Called after each chunk with (system name, frames written so far).
 ProgressCallback = Callable[[str, int], None]
@@ -163,7 +164,11 @@ def ingest(
             spacing = SpacingCheck(system, time_step)  # velocities and times in one unit
             system_step = spacing.time_step
             if system_step is not None:
-                header = dataclasses.replace(header, time_unit=system_step.unit)
+                header = dataclasses.replace(
+                    header,
+                    time_unit=system_step.unit,
+                    parameters=_with_given_frame_time(header.parameters, system_step),
+                )
             check_storable_text(header, path, top)
             add_trajectory_system(
                 writer, header, has_velocities=system.has_velocities, has_box=system.has_box
@@ -197,6 +202,20 @@ def ingest(
                 )
             )
     return summaries
+
+
+def _with_given_frame_time(parameters: dict, time_step: TimeStep) -> dict:
+    """AMC's recorded frame time (CMU's assumed 1/120 s) replaced by ``--time-step``, in seconds.
+
+    A BVH export compares the frames' spacing with this value to say whether the frame rate
+    changed; left at 1/120 s it would report a change the user did not make.
+    """
+    if "amc_frame_time" not in parameters:
+        return parameters
+    factor = time_factor(time_step.unit, "s")
+    if factor is None:  # a unit with no seconds equivalent: the assumed value is not true either
+        return {k: v for k, v in parameters.items() if k != "amc_frame_time"}
+    return {**parameters, "amc_frame_time": np.array([time_step.value * factor])}
 
 
 def final_notes(
