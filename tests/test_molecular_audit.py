@@ -713,3 +713,20 @@ def test_amber_netcdf_velocities_and_forces_are_one_unread_arrays_note(tmp_path)
     assert f"{nc}: note: {detail}" in result.stderr.splitlines()
     note = notes_of(ingested(out))["unread_arrays"]
     assert (note.count, note.detail) == (2, detail)
+
+
+@pytest.mark.parametrize(("time", "frame"), [("1", 1), ("-5.0", 2), ("1e3", 2)])
+def test_a_gro_title_time_mdtraj_cannot_parse_names_the_line(tmp_path, time, frame):
+    first = GRO_TEXT.replace("ions in water", "ions in water t= 0.0")
+    broken = GRO_TEXT.replace("ions in water", f"ions in water t= {time}")
+    gro = tmp_path / "t.gro"
+    gro.write_text(broken if frame == 1 else first + broken)
+    out = tmp_path / "t.h5"
+    result = run("ingest", gro, "--topology", gro, "-o", out)
+    assert result.exit_code == 3
+    line = 1 if frame == 1 else 9  # the second frame's title follows 8 lines
+    assert result.stderr == (
+        f"error: {gro}: line {line}: title time 't= {time}' is not in the form mdtraj's GRO "
+        "reader needs (digits, a decimal point, digits, e.g. 't= 1.0')\n"
+    )
+    assert not out.exists()

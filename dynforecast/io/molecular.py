@@ -120,6 +120,7 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
         if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
             # mdtraj indexes the first atom of an atom-less PDB
             raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
+        _raise_gro_title_problem(path, exc)
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
@@ -127,6 +128,17 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
         what = "no ATOM/HETATM records" if extension_of(path) in STANDALONE_EXTENSIONS else "empty"
         raise InputError(f"{path}: no atoms ({what})")
     return topology, codes
+
+
+def _raise_gro_title_problem(path: Path, exc: Exception) -> None:
+    """An InputError naming the GRO title line whose ``t=`` made mdtraj fail, if that was it."""
+    if extension_of(path) != ".gro" or not isinstance(exc, IndexError):
+        return
+    from dynforecast.io.gro_frames import title_mdtraj_cannot_read
+
+    title = title_mdtraj_cannot_read(path)
+    if title is not None:
+        raise InputError(f"{path}: {title}") from exc
 
 
 def _problem(path: Path, otherwise: str) -> str:
@@ -463,6 +475,7 @@ def _iter_chunks(
         except DynforecastError:
             raise
         except Exception as exc:  # mdtraj has no error hierarchy (bare Exception for GRO)
+            _raise_gro_title_problem(path, exc)
             raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
 
     chunks = pieces()
