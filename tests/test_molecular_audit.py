@@ -730,3 +730,16 @@ def test_a_gro_title_time_mdtraj_cannot_parse_names_the_line(tmp_path, time, fra
         "reader needs (digits, a decimal point, digits, e.g. 't= 1.0')\n"
     )
     assert not out.exists()
+
+
+def test_a_gro_alone_is_its_own_topology(tmp_path):
+    gro = tmp_path / "ions.gro"
+    gro.write_text(GRO_TEXT.replace("ions in water", "ions in water t= 2.0") * 2)
+    alone, paired = tmp_path / "alone.h5", tmp_path / "paired.h5"
+    assert run("ingest", gro, "-o", alone).exit_code == 0
+    assert run("ingest", gro, "--topology", gro, "-o", paired).exit_code == 0
+    first, second = read_h5md(alone)[0], read_h5md(paired)[0]
+    assert first.n_frames == 2 and first.names == ["OW", "HW1", "HW2", "NA", "CL"]
+    np.testing.assert_array_equal(first.positions, second.positions)
+    np.testing.assert_array_equal(first.species, second.species)
+    np.testing.assert_array_equal(first.time, second.time)

@@ -34,6 +34,19 @@ def _supported(extensions: tuple[str, ...]) -> str:
     return ", ".join(sorted(set(extensions)))
 
 
+#: Trajectory formats whose every frame also writes the topology (names, residues): alone they
+#: are their own topology, as a PDB is.
+OWN_TOPOLOGY_EXTENSIONS = (".gro",)
+
+
+def own_topology(path: str | Path, topology: str | Path | None) -> str | Path | None:
+    """``topology``, or ``path`` itself for a GRO given without one (GROMACS writes the atom and
+    residue names into every frame, so asking for ``--topology`` the same file is needless)."""
+    if topology is None and extension_of(path) in OWN_TOPOLOGY_EXTENSIONS:
+        return path
+    return topology
+
+
 def input_kind(
     path: str | Path,
     *,
@@ -51,6 +64,7 @@ def input_kind(
         raise UsageError(f"--stride must be at least 1 (got {stride})")
     if chunk_frames is not None and chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be at least 1 (got {chunk_frames})")
+    topology = own_topology(path, topology)
     extension = extension_of(path)
     if extension == ".amc" or (topology is not None and extension_of(topology) == ".asf"):
         return _amc_kind(path, topology)
@@ -122,6 +136,7 @@ def open_input(
     selection for molecular inputs, an `io.selection` one (element, name, index) for XYZ/BVH.
     """
     options = {"select": select, "stride": stride, "chunk_frames": chunk_frames}
+    topology = own_topology(path, topology)
     kind = input_kind(path, topology=topology, **options)
     if kind == "molecular":
         return open_molecular(path, name=name, topology=topology, **options)
