@@ -50,7 +50,7 @@ MODEL_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "egnn_paper": ("egnn", ("model.hidden_dim=16", "data.window.past_frames=1")),
 }
 #: Baselines read from every evaluation (not trained): the evaluate JSON's "baselines".
-BASELINES = ("stay", "constant_velocity", "linear")
+BASELINES = ("stay", "constant_velocity", "linear", "file_velocity")
 
 
 @dataclass(frozen=True)

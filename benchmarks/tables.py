@@ -63,10 +63,14 @@ def table_markdown(name: str, records: list[dict]) -> str:
                 f"| {dataset} | {key[2]} | {split} | {_number(mean, table.unit_scale)} | "
                 f"{_number(sd, table.unit_scale)} | {seeds} | {runs[0]['epochs']} | {seconds:.0f} |"
             )
-        first = groups[cells[0]][0]
+        # Baselines do not depend on the model: any cell of this data set and split gives them
+        # (a baseline added later is in the newer cells' records only).
+        records_here = [r for key in cells for r in groups[key]]
         for baseline in BASELINES:
-            value = first["baselines"].get(baseline)
-            if baseline in first["baselines"]:
+            values = [r["baselines"][baseline] for r in records_here if baseline in r["baselines"]]
+            known = [v for v in values if v is not None]
+            value = known[0] if known else None
+            if values and (known or baseline != "file_velocity"):
                 lines.append(
                     f"| {dataset} | {baseline} | {split} | {_number(value, table.unit_scale)} "
                     "| - | - | - | - |"

@@ -1,8 +1,9 @@
 """`dynforecast evaluate`: the MSE of a checkpoint on a split of a data file, beside its baselines.
 
 Every number comes with the `stay`, `constant_velocity` and `linear` (fitted on the training
-windows, `dynforecast.models.baselines.fit_linear`) errors on the same windows, so that a model's
-error can be judged at a glance. Several checkpoints (or run directories) are evaluated as an
+windows, `dynforecast.models.baselines.fit_linear`) errors on the same windows, and, where the file
+stores velocities and the window has several past frames, `file_velocity` (the last frame moved on
+by the file's own velocities), so that a model's error can be judged at a glance. Several checkpoints (or run directories) are evaluated as an
 ensemble: the mean of their predictions (`dynforecast.ensemble`). `--rollout K` is
 `dynforecast.evaluate_rollout`. The split is recomputed from the split configuration the
 checkpoint recorded (mode, fractions, seed), so evaluating on the training data file gives the
@@ -21,6 +22,7 @@ import numpy as np
 from dynforecast.data.loading import load_systems
 from dynforecast.ensemble import EnsembleModel, load_members
 from dynforecast.errors import UsageError
+from dynforecast.models.base import create_model
 from dynforecast.models.baselines import fit_linear
 from dynforecast.train import setup
 from dynforecast.train.metrics import evaluate_errors
@@ -28,6 +30,9 @@ from dynforecast.train.metrics import evaluate_errors
 SPLITS = ("test", "val", "train", "all")
 #: Baselines of every evaluation: setup's non-learned ones and the fitted linear model.
 BASELINES = (*setup.BASELINES, "linear")
+# Reported only where it differs from constant_velocity (velocities in the file and several past
+# frames; with one past frame constant velocity already is the file's velocity extrapolation).
+OPTIONAL_BASELINES = ("file_velocity",)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ def evaluate_checkpoint(
     train_ids = splits["train"]
     if len(train_ids):
         models["linear"] = fit_linear(dataset, train_ids, use_velocity=dataset.has_velocities)
+    if dataset.has_velocities and dataset.spec.past_frames >= 2:
+        models["file_velocity"] = create_model("file_velocity")
     sums = evaluate_errors(
         models,
         dataset,
@@ -131,6 +138,7 @@ def evaluate_checkpoint(
         device=torch_device,
         dtype=_dtype(config.dtype),
     )
+    reported = [*BASELINES, *(name for name in OPTIONAL_BASELINES if name in sums)]
     window_counts = np.bincount(dataset.windows.system[ids], minlength=len(systems))
     per_system = {}
     for index in np.flatnonzero(window_counts):
@@ -139,7 +147,7 @@ def evaluate_checkpoint(
             "mse": float(sums["model"].per_system()[index]),
             **{
                 name: float(sums[name].per_system()[index]) if name in sums else None
-                for name in BASELINES
+                for name in reported
             },
         }
     return EvaluationReport(
@@ -151,7 +159,7 @@ def evaluate_checkpoint(
         windows=len(ids),
         mse=sums["model"].mse,
         unit=setup.squared_unit(trained.signature.length_unit),
-        baselines={name: sums[name].mse if name in sums else None for name in BASELINES},
+        baselines={name: sums[name].mse if name in sums else None for name in reported},
         per_system=per_system,
     )
 

@@ -120,6 +120,14 @@ def test_evaluate_json_matches_an_independent_baseline(workspace):
     velocity = positions[:, 9:-1] - positions[:, 8:-2]
     constant = np.mean((positions[:, 10:] - positions[:, 9:-1] - velocity) ** 2)
     assert report["baselines"]["constant_velocity"] == pytest.approx(constant, rel=1e-5)
+    # the file's own velocities: x_{T-1} + v_{T-1} * target_dt (one frame time ahead here)
+    systems = load_systems(data)[18:]
+    stored = np.stack([s.velocities for s in systems]).astype(np.float64)
+    frame_time = float(systems[0].time[1] - systems[0].time[0])
+    moved = positions[:, 9:-1] + stored[:, 9:-1] * frame_time
+    assert report["baselines"]["file_velocity"] == pytest.approx(
+        np.mean((positions[:, 10:] - moved) ** 2), rel=1e-5
+    )
     per = report["per_system"]
     assert report["mse"] == pytest.approx(np.mean([v["mse"] for v in per.values()]), rel=1e-6)
     assert 0 < report["mse"] < report["baselines"]["stay"]
@@ -131,7 +139,8 @@ def test_evaluate_table(workspace):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{run / 'best.pt'} (epoch 2) on {data}, split val: MSE (dimensionless)"
-    assert lines[1].split() == ["system", "windows", "estag", "stay", "constant_velocity", "linear"]
+    header = ["system", "windows", "estag", "stay", "constant_velocity", "linear", "file_velocity"]
+    assert lines[1].split() == header
     assert lines[2].split()[:2] == ["all", "78"]
 
 

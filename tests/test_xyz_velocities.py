@@ -3,6 +3,7 @@ velocities and frame times in one time unit, so that a velocity extrapolation fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from dynforecast.cli import app
 from dynforecast.io.h5md import read_h5md
-from dynforecast.models.baselines import ConstantVelocity, Stay
+from dynforecast.models.baselines import ConstantVelocity, FileVelocity, Stay
 from dynforecast.models.batch import WindowBatch
 
 MD_STEP_FS = 0.5
@@ -173,3 +174,38 @@ def test_timestep_key_alone_is_one_step_per_frame_and_the_velocities_catch_a_wro
     ) in lines
     fixed = run("ingest", path, "-o", tmp_path / "fixed.h5", "--time-step", "2 fs")
     assert fixed.exit_code == 0 and "velocities imply" not in fixed.stderr
+
+
+def test_file_velocity_baseline_moves_the_last_frame_by_the_stored_velocities():
+    positions = torch.randn(5, 4, 3, dtype=torch.float64)  # [nodes, past frames, 3]
+    velocities = torch.randn(5, 4, 3, dtype=torch.float64)
+    nodes = dict(
+        species=torch.zeros(5, dtype=torch.long),
+        node_attrs=torch.zeros(5, 0, dtype=torch.float64),
+        edge_src=torch.zeros(0, dtype=torch.long),
+        edge_dst=torch.zeros(0, dtype=torch.long),
+        node_graph=torch.zeros(5, dtype=torch.long),
+        num_graphs=1,
+        past_dt=1.0,
+        target_dt=2.5,
+    )
+    batch = WindowBatch(positions=positions, velocities=velocities, **nodes)
+    torch.testing.assert_close(FileVelocity()(batch), positions[:, -1] + 2.5 * velocities[:, -1])
+    with pytest.raises(ValueError, match="expected velocities in the data for file_velocity"):
+        FileVelocity()(WindowBatch(positions=positions, **nodes))
+
+
+def test_evaluate_reports_the_file_velocity_baseline_where_the_file_has_velocities(
+    run, md_file, tmp_path
+):
+    data = tmp_path / "cu.h5"
+    assert run("ingest", md_file, "-o", data, "--time-step", "0.5 fs").exit_code == 0
+    settings = ["--set", "data.window.past_frames=3", "--set", "data.split.mode=random"]
+    trained = run("train", data, "--epochs", "1", "--out", tmp_path / "run", *settings)
+    assert trained.exit_code == 0, trained.stderr
+    result = run("evaluate", tmp_path / "run", data, "--split", "all", "--json")
+    assert result.exit_code == 0, result.stderr
+    baselines = json.loads(result.stdout)["baselines"]
+    # a 0.5 fs velocity Verlet: the stored velocities extrapolate about as well as differences
+    assert baselines["file_velocity"] < 0.05 * baselines["stay"]
+    assert baselines["file_velocity"] < 2 * baselines["constant_velocity"]

@@ -33,10 +33,12 @@ class ForecastModel(nn.Module):
     Class attributes tell the data pipeline what a model needs:
         name: registry name.
         learnable: False for the non-learned baselines (training refuses them).
+        needs_velocities: True where the model cannot predict without the data's velocities.
     """
 
     name: ClassVar[str] = ""
     learnable: ClassVar[bool] = True
+    needs_velocities: ClassVar[bool] = False
     config: dict[str, Any]
 
     def forward(self, batch: WindowBatch) -> Tensor:  # pragma: no cover - abstract

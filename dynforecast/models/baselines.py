@@ -60,6 +60,28 @@ class ConstantVelocity(ForecastModel):
         )
 
 
+@register("file_velocity")
+class FileVelocity(ForecastModel):
+    """The last past frame moved on by the velocities the file stores for it.
+
+    prediction = x_{T-1} + v_{T-1} * target_dt, v read from the data file (an MD code's own
+    velocities, e.g. ase's momenta in an extended XYZ), not differenced from positions: it shows
+    how much of a forecast the file's instantaneous velocities already give, the baseline
+    issue 12 asks for on MD17-style data. Data without velocities cannot use it (ValueError).
+    """
+
+    learnable = False
+    needs_velocities = True
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, batch: WindowBatch) -> Tensor:
+        if batch.velocities is None:
+            raise ValueError("expected velocities in the data for file_velocity (got none)")
+        return batch.positions[:, -1] + batch.velocities[:, -1] * batch.target_dt
+
+
 @register("linear")
 class LinearExtrapolation(ForecastModel):
     """The last past frame plus a fitted linear combination of the past frames' differences.
