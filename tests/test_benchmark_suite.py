@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from benchmarks.run import plan
 from benchmarks.tables import BEGIN, END, replace_block, table_markdown
 from dynforecast.io.bvh import format_bvh, read_bvh
 from dynforecast.io.bvh_synthetic import random_motion, random_skeleton
+from dynforecast.io.h5md import read_h5md
 
 
 def _record(model, seed, mse, baselines=None, split="md17_reference"):
@@ -106,3 +109,31 @@ def test_md17_simulation_resumes_where_it_stopped(tmp_path, monkeypatch):
     np.testing.assert_allclose(
         np.stack([f.positions for f in second]), np.stack([f.positions for f in first]), atol=1e-5
     )
+
+
+def test_protein_simulation_resumes_and_ingests_with_the_file_frame_time(tmp_path, monkeypatch):
+    """A killed OpenMM run continues from its saved state: the DCD grows to the asked frames,
+    steps stay evenly spaced, and ingest reads the 0.5 ps frame time from the DCD header."""
+    import mdtraj
+
+    from benchmarks import protein_openmm
+
+    monkeypatch.setattr(protein_openmm, "BLOCK_FRAMES", 4)
+    pdb, dcd = protein_openmm.simulate(tmp_path, 8, equilibration_steps=10)
+    protein_openmm.simulate(tmp_path, 8, equilibration_steps=10)  # finished: nothing to run
+    assert len(mdtraj.load(str(dcd), top=str(pdb))) == 8
+    protein_openmm.simulate(tmp_path, 12, equilibration_steps=10)
+    trajectory = mdtraj.load(str(dcd), top=str(pdb))
+    assert trajectory.n_frames == 12 and trajectory.n_atoms == 166
+    out = tmp_path / "ca.h5"
+    ingest = ["ingest", str(dcd), "--topology", str(pdb), "--select", "name CA", "-o", str(out)]
+    result = subprocess.run(
+        [*suite.dynforecast_command(), *ingest],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    (system,) = read_h5md(out)
+    assert system.positions.shape == (12, 10, 3)
+    np.testing.assert_allclose(np.diff(system.time), 0.5, rtol=1e-5)
+    assert system.time_unit == "ps"
