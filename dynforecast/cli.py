@@ -70,6 +70,25 @@ except ImportError:  # pragma: no cover - typer without rich falls back to click
     pass
 
 
+def _flags_without_a_value_type() -> None:
+    """Show no value type beside a flag in --help (typer 0.29 prints ``--json <bool>``).
+
+    A flag takes no value: ``<bool>`` beside it reads as if ``--json true`` were expected.
+    Options that take values keep their ``<int>``, ``<str>`` labels.
+    """
+    from typer.core import TyperOption
+
+    typed = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if getattr(self, "is_bool_flag", False) else typed(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_value_type()
+
+
 def handle_errors(command: F) -> F:
     """Turn a `DynforecastError` into one stderr line and its exit code (traceback with --debug)."""
 

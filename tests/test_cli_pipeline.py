@@ -454,3 +454,16 @@ def test_predict_pdb_export_numbers_models_from_1_and_names_the_forecasts(worksp
         "REMARK   1 MODELs 1-10 are given frames",
     ]
     assert read_is_forecast(output, "traj00003").tolist() == [0] * 10 + [1] * 15
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["ingest", "info", "models", "report", "train", "evaluate", "predict", "generate nbody"],
+)
+def test_help_shows_no_value_type_beside_flags(command):
+    result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+    if command == "train":  # options that take values keep their type
+        assert "<int>" in result.output and "<float>" in result.output
