@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from dynforecast import __version__
+from dynforecast.console import counted
 from dynforecast.errors import DynforecastError
 
 app = typer.Typer(
@@ -219,7 +220,7 @@ def ingest(
 
         def progress(system: str, frames: int) -> None:
             if status is not None:
-                status.update(f"ingesting {system}: {frames} frames")
+                status.update(f"ingesting {system}: {counted(frames, 'frame')}")
 
         systems = run_ingest(
             inputs,
@@ -234,7 +235,9 @@ def ingest(
             progress=progress,
         )
     for system in systems:
-        log(f"ingested {system.source} -> {output}:{system.name} ({system.frames} frames)")
+        log(
+            f"ingested {system.source} -> {output}:{system.name} ({counted(system.frames, 'frame')})"
+        )
     print(format_ingest_summary(systems, output))
 
 

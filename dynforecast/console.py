@@ -19,6 +19,20 @@ def is_interactive() -> bool:
     return sys.stderr.isatty()
 
 
+_IRREGULAR_PLURALS = {"batch": "batches", "process": "processes"}
+
+
+def counted(count: int, noun: str) -> str:
+    """``"1 frame"``, ``"3 frames"``, ``"1 batch"``, ``"2 batches"``: a count with its noun.
+
+    Messages name counts that are often 1 (one system, one frame, one step per epoch), and
+    "1 systems" reads as a bug in the tool.
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {_IRREGULAR_PLURALS.get(noun, noun + 's')}"
+
+
 def log(message: str) -> None:
     """One log line on stderr."""
     stderr.print(message, markup=False, soft_wrap=True)

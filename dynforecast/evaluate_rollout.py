@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynforecast.console import counted
 from dynforecast.data.loading import load_systems
 from dynforecast.data.windows import WindowDataset
 from dynforecast.ensemble import load_members, mean_and_spread
@@ -391,7 +392,8 @@ def table(report: dict[str, Any]) -> str:
     model = report["metrics"]["model"]
     head = (
         f"{' + '.join(report['checkpoints'])} on {report['data']}, split {report['split']}: "
-        f"{report['starts']} rollouts of {report['steps']} steps ({report['step_time']:g}"
+        f"{counted(report['starts'], 'rollout')} of {counted(report['steps'], 'step')} "
+        f"({report['step_time']:g}"
         f"{' ' + time_unit if time_unit else ''} each); median MSE {'(dimensionless)' if unit == '1' else 'in ' + unit}"
         + ("; bones kept rigid" if report.get("rigid_bones") else "")
     )

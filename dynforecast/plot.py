@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dynforecast.console import counted
 from dynforecast.errors import UsageError
 from dynforecast.io.atomic import atomic_output, check_output_path
 
@@ -76,7 +77,7 @@ def plot_rollout(report: dict[str, Any], path: Path, *, overwrite: bool = False)
             color="C3",
             linestyle="--",
             linewidth=1.0,
-            label=f"trust horizon {horizon['steps']} steps",
+            label=f"trust horizon {counted(horizon['steps'], 'step')}",
         )
     axes.set_yscale("log")
     axes.set_xlabel(f"forecast time ({time_unit if time_unit != '1' else 'dimensionless'})")

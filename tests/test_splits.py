@@ -78,7 +78,7 @@ def test_bad_fractions_and_empty_splits_are_usage_errors():
         split_windows(index)  # 10-frame val and test blocks cannot hold a 15-frame window
     assert str(error.value) == (
         "split 'chronological' with fractions [0.8, 0.1, 0.1] leaves no val windows "
-        "(86 windows of span 15 frames in 1 systems); use longer data, other fractions "
+        "(86 windows of span 15 frames in 1 system); use longer data, other fractions "
         "or another split mode"
     )
     with pytest.raises(UsageError, match=r"^split mode must be one of chronological, random"):

@@ -162,14 +162,14 @@ def test_a_split_mode_that_cannot_work_names_the_modes_that_would(files, tmp_pat
     assert (result.exit_code, result.stderr.strip()) == (
         2,
         "error: split 'chronological' with fractions [0.8, 0.1, 0.1] leaves no val windows (70 "
-        "windows of span 51 frames in 1 systems); use longer data, other fractions or another "
+        "windows of span 51 frames in 1 system); use longer data, other fractions or another "
         "split mode; modes that work here: random, adk_reference (--set split.mode=...)",
     )
     result = invoke("train", files["molecule"], "--protocol", "md17", "--out", tmp_path / "md17")
     assert (result.exit_code, result.stderr.strip()) == (
         2,
         "error: split 'md17_reference' leaves no train windows (200 windows of span 101 frames "
-        "in 1 systems); use longer data, other fractions or another split mode; modes that work "
+        "in 1 system); use longer data, other fractions or another split mode; modes that work "
         "here: random, adk_reference (--set split.mode=...)",
     )
 
@@ -180,7 +180,7 @@ def test_a_batch_leaving_few_steps_is_warned_about_and_quiet_silences_logs(files
     )
     assert result.exit_code == 0, result.stderr
     assert (
-        "warning: batch size 100 leaves 1 optimiser step(s) per epoch for 62 training windows; "
+        "warning: batch size 100 leaves 1 optimiser step per epoch for 62 training windows; "
         "a smaller batch (e.g. 6) usually trains better"
     ) in result.stderr
     result = invoke("train", files["clip"], "--epochs", 1, "--quiet", "--out", tmp_path / "b")

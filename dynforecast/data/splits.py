@@ -37,6 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dynforecast.console import counted
 from dynforecast.data.windows import WindowIndex, WindowSpec
 from dynforecast.errors import UsageError
 
@@ -184,8 +185,8 @@ def split_windows(
             raise UsageError(
                 f"split {mode!r}{'' if pinned else f' with fractions {values.tolist()}'} "
                 f"leaves no {name} windows "
-                f"({len(index)} windows of span {spec.span} frames in "
-                f"{np.unique(index.system).size} systems); use longer data, other fractions "
+                f"({counted(len(index), 'window')} of span {spec.span} frames in "
+                f"{counted(np.unique(index.system).size, 'system')}); use longer data, other fractions "
                 "or another split mode"
             )
     return splits

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast.console import counted
+
 _TIME = re.compile(r"t=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
@@ -88,7 +90,7 @@ def untimed_detail(scan: GroScan) -> str:
     which = (
         "the title lines have no t="
         if missing == scan.n_frames
-        else f"{missing} of {scan.n_frames} frames have no t= in their title line"
+        else f"{missing} of {counted(scan.n_frames, 'frame')} have no t= in their title line"
     )
     return (
         f"{which}, so the file stores no usable times; time is the frame index "

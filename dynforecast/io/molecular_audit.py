@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynforecast.console import counted
 from dynforecast.io.elements import atomic_numbers, guess_elements, guess_summary
 from dynforecast.io.notes import IngestNote
 
@@ -55,7 +56,7 @@ def _apply_guess(fields: dict, where: np.ndarray, how: str) -> IngestNote | None
     return IngestNote(
         "guessed_elements",
         count,
-        f"{how}: guessed the elements of {count} atoms from their names "
+        f"{how}: guessed the elements of {counted(count, 'atom')} from their names "
         f"({guess_summary(names[where], guessed)}){tail}",
     )
 
@@ -156,7 +157,7 @@ def audit_psf(fields: dict) -> list[IngestNote]:
         IngestNote(
             "elements_from_masses",
             count,
-            f"PSF files have no elements: the elements of {count} atoms were taken from their "
+            f"PSF files have no elements: the elements of {counted(count, 'atom')} were taken from their "
             f"masses and CHARMM ion names{tail}",
         )
     ]

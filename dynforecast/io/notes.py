@@ -18,6 +18,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from dynforecast.console import counted  # noqa: F401  (the readers' notes import it here)
+
 #: Parameter key under /parameters/dynforecast/<system> holding the notes (a JSON string).
 NOTES_PARAMETER = "ingest_notes"
 
@@ -50,8 +52,3 @@ def notes_from_json(text: str | None) -> list[IngestNote]:
     if not text:
         return []
     return [IngestNote(str(n["kind"]), int(n["count"]), str(n["detail"])) for n in json.loads(text)]
-
-
-def counted(count: int, noun: str) -> str:
-    """``"1 frame"``, ``"3 frames"``: a count with its noun, for note details."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -289,7 +289,7 @@ def _recased(raw: RawFrame, atoms) -> IngestNote | None:
     return IngestNote(
         "recased_symbols",
         count,
-        f"element symbols of {count} atoms read case-insensitively: {shown}",
+        f"element symbols of {counted(count, 'atom')} read case-insensitively: {shown}",
     )
 
 

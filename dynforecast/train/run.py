@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from dynforecast import console
+from dynforecast.console import counted
 from dynforecast.data.loading import load_systems
 from dynforecast.errors import CompatibilityError, Interrupted, OutputError, UsageError
 from dynforecast.io.atomic import atomic_output, check_directory_creatable, create_directory
@@ -321,9 +322,9 @@ def _train_locked(
         _check_resumable(resume, resolved, checksum, run_dir, data_path)
         if context.is_main:
             console.log(
-                f"resuming {run_dir / LAST}: {_count(resume['epoch'], 'epoch')} done"
+                f"resuming {run_dir / LAST}: {counted(resume['epoch'], 'epoch')} done"
                 + (
-                    f", {_count(resume['batch_in_epoch'], 'batch')} into the next"
+                    f", {counted(resume['batch_in_epoch'], 'batch')} into the next"
                     if resume["batch_in_epoch"]
                     else ""
                 )
@@ -458,12 +459,6 @@ def _check_resumable(
         )
 
 
-def _count(n: int, noun: str) -> str:
-    """ "1 epoch", "2 epochs", "1 batch", "3 batches"."""
-    plural = {"batch": "batches"}.get(noun, noun + "s")
-    return f"{n} {noun if n == 1 else plural}"
-
-
 def _nothing_left(checkpoint: dict[str, Any], config: TrainConfig) -> str:
     """The note a resume adds when the run has nothing left to train."""
     done, planned = int(checkpoint["epoch"]), config.optim.epochs
@@ -472,7 +467,7 @@ def _nothing_left(checkpoint: dict[str, Any], config: TrainConfig) -> str:
         return f"; nothing to train (give --epochs above {done} to continue)"
     if patience is not None and int(checkpoint["bad_epochs"]) >= patience:
         return (
-            f"; nothing to train: it stopped early after {_count(patience, 'validation')} "
+            f"; nothing to train: it stopped early after {counted(patience, 'validation')} "
             "without improvement (raise optim.early_stopping_patience to continue)"
         )
     return ""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynforecast.console import counted
 from dynforecast.data.graphs import GraphSpec
 from dynforecast.data.splits import SPLIT_MODES, split_windows
 from dynforecast.data.windows import PROTOCOLS, WindowDataset, WindowSpec
@@ -238,7 +239,9 @@ def _resolve_graph(graph: Any, systems: Sequence[Trajectory], notes: list[str]) 
         notes.append(f"graph: {what} + {graph.hops} hops (every system has bonds)")
         return dataclasses.replace(graph, kind="bonds")
     if largest <= MAX_ALL_PAIRS_PARTICLES:
-        notes.append(f"graph: all pairs (no bonds; at most {largest} particles per system)")
+        notes.append(
+            f"graph: all pairs (no bonds; at most {counted(largest, 'particle')} per system)"
+        )
         return dataclasses.replace(graph, kind="all_pairs")
     if graph.cutoff is not None:
         notes.append(f"graph: radius, cutoff {graph.cutoff:.6g} {unit} (given; no bonds)")
@@ -329,13 +332,14 @@ def resolve_batch_size(
         per = f" per process x {world_size} processes" if world_size > 1 else ""
         notes.append(
             f"batch: {batch}{per} ({n_train} training windows, "
-            f"{auto.steps_per_epoch(n_train, batch * world_size)} steps per epoch)"
+            f"{counted(auto.steps_per_epoch(n_train, batch * world_size), 'step')} per epoch)"
         )
     elif auto.steps_per_epoch(n_train, batch * world_size) < auto.MIN_STEPS:
         per = f" per process x {world_size} processes" if world_size > 1 else ""
         console.log(
             f"warning: batch size {batch}{per} leaves "
-            f"{auto.steps_per_epoch(n_train, batch * world_size)} optimiser step(s) per epoch "
+            f"{counted(auto.steps_per_epoch(n_train, batch * world_size), 'optimiser step')} "
+            "per epoch "
             f"for {n_train} training windows; a smaller batch "
             f"(e.g. {max(1, auto.auto_batch_size(n_train) // world_size)}) usually trains better"
         )
