@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
@@ -137,3 +138,20 @@ def test_protein_simulation_resumes_and_ingests_with_the_file_frame_time(tmp_pat
     assert system.positions.shape == (12, 10, 3)
     np.testing.assert_allclose(np.diff(system.time), 0.5, rtol=1e-5)
     assert system.time_unit == "ps"
+
+
+def test_speed_table_measures_a_cell_through_the_cli(tmp_path, monkeypatch):
+    from benchmarks import speed_table
+
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "speed.json"
+    argv = ["--quick", "--tables", "nbody", "--models", "egnn", "--epochs", "2", "--out", str(out)]
+    assert speed_table.main(argv) == 0
+    (row,) = json.loads(out.read_text())
+    assert (row["dataset"], row["model"], row["epochs"]) == ("nbody_small", "egnn", 2)
+    assert row["train_windows"] > 0 and row["epoch_seconds"] > 0
+    assert row["train_windows_per_s"] == pytest.approx(row["train_windows"] / row["epoch_seconds"])
+    assert row["inference_ms_per_window"] > 0 and row["train_peak_rss_mb"] > 50
+    assert speed_table.main(argv) == 0  # finished cells are kept, not measured again
+    assert json.loads(out.read_text()) == [row]
+    assert "| nbody_small | egnn |" in speed_table.markdown([row])
