@@ -13,6 +13,10 @@ is a command a user runs, as a subprocess of the same interpreter (as benchmarks
 * adk: the AdK C-alpha file of the README's protein recipe (MDAnalysisTests ``adk_dims.dcd``),
   ``train`` with defaults for the three models and ``train --seeds 3`` for an ESTAG ensemble,
   ``evaluate RUN adk.h5 --rollout 8`` on the test split (the members one by one and together).
+* ethanol, chignolin, motion: the benchmark tables' data sets (benchmarks/suite.py: the MD17
+  ethanol GFN2-xTB trajectory with heavy atoms, the OpenMM chignolin C-alpha trajectory, the
+  bvhtools clips), made in or taken from the tables' cache; ``train`` with defaults for the three
+  models, ``evaluate RUN DATA --split test --rollout 20`` (each step one model call).
 
 Each step's output (data file, run directory, evaluation JSON) lives in the cache
 (``$DYNFORECAST_CACHE/horizon``) and a finished step is skipped, so an interrupted run resumes.
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import machine
-from benchmarks.suite import dynforecast_command
+from benchmarks.suite import TABLES, bench_cache, dynforecast_command
 from dynforecast.data.builtin import cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +108,19 @@ def _adk(directory: Path, quick: bool) -> tuple[Path, Path]:
     return path, path
 
 
+def _table_data(table: str, dataset: str) -> Callable[[Path, bool], tuple[Path, Path]]:
+    """A benchmark table's data set (made in, or taken from, the tables' shared cache)."""
+
+    def make(directory: Path, quick: bool) -> tuple[Path, Path]:
+        (found,) = (d for d in TABLES[table].datasets if d.name == dataset)
+        shared = bench_cache() / "data"
+        shared.mkdir(parents=True, exist_ok=True)
+        path = found.make(shared, quick)
+        return path, path
+
+    return make
+
+
 SCENARIOS = {
     "nbody": Scenario(
         "nbody",
@@ -122,6 +139,32 @@ SCENARIOS = {
         ensemble=True,
         data_command='dynforecast ingest $D/adk_dims.dcd --topology $D/adk.psf --select "name CA" '
         "-o adk.h5",
+    ),
+    # The molecule, the long protein and the motion clips of the benchmark tables (issue 12,
+    # item 6), each with train's defaults and rolled out on its test split.
+    "ethanol": Scenario(
+        "ethanol",
+        _table_data("md17", "md17-ethanol"),
+        ("--split", "test", "--rollout", "20"),
+        ("--split", "test", "--rollout", "3"),
+        ensemble=False,
+        data_command=next(d for d in TABLES["md17"].datasets if d.name == "md17-ethanol").command,
+    ),
+    "chignolin": Scenario(
+        "chignolin",
+        _table_data("protein_md", "chignolin-ca"),
+        ("--split", "test", "--rollout", "20"),
+        ("--split", "test", "--rollout", "3"),
+        ensemble=False,
+        data_command=TABLES["protein_md"].datasets[0].command,
+    ),
+    "motion": Scenario(
+        "motion",
+        _table_data("motion", "bvhtools"),
+        ("--split", "test", "--rollout", "20"),
+        ("--split", "test", "--rollout", "1"),  # the quick clips' test blocks are 60 frames
+        ensemble=False,
+        data_command=TABLES["motion"].datasets[0].command,
     ),
 }
 
@@ -300,8 +343,14 @@ def plot_horizons(summary: dict[str, Any], title: str, path: Path) -> None:
     plt.close(figure)
 
 
-TITLES = {"nbody": "built-in N-body (unseen 149-frame trajectories)", "adk": "AdK C-alpha, test"}
-IMAGE_NAMES = {"nbody": "nbody-horizons.png", "adk": "adk-horizons.png"}
+TITLES = {
+    "nbody": "built-in N-body (unseen 149-frame trajectories)",
+    "adk": "AdK C-alpha, test",
+    "ethanol": "ethanol heavy atoms (GFN2-xTB, 500 K), test",
+    "chignolin": "chignolin C-alpha (OpenMM, 300 K), test",
+    "motion": "bvhtools motion-capture clips, test clip",
+}
+IMAGE_NAMES = {name: f"{name}-horizons.png" for name in TITLES}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def choose_starts(
     if usable.size == 0:
         raise UsageError(
             f"--rollout {steps}: no start window of the split leaves room for {steps} steps of "
-            f"{plan.grid} frame(s) (after {plan.given} given frames) inside it; choose a smaller "
+            f"{counted(plan.grid, 'frame')} (after {plan.given} given frames) inside it; choose a smaller "
             "--rollout or another --split"
         )
     order = usable[np.argsort(ids[usable], kind="stable")]

@@ -18,7 +18,7 @@ def test_quick_run_writes_summary_and_plots_to_the_cache(tmp_path, monkeypatch):
     root = tmp_path / "horizon-quick"
     saved = json.loads((root / "horizon.json").read_text(encoding="utf-8"))
     assert saved == json.loads(json.dumps(results))
-    assert set(saved) == {"nbody", "adk"}
+    assert set(saved) == {"nbody", "adk", "ethanol", "chignolin", "motion"}
     for name, summary in saved.items():
         assert summary["quick"] is True and summary["epochs"] == 1
         assert set(summary["models"]) >= set(horizon.MODELS)
