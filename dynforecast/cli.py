@@ -565,10 +565,11 @@ def evaluate(
     checkpoint: Annotated[
         list[Path],
         typer.Argument(
-            help="best.pt or last.pt of a run, or a run directory; several make an ensemble."
+            help="best.pt or last.pt of a run, or a run directory (several make an ensemble), "
+            "then the H5MD data file (default: the file the run was trained on).",
+            metavar="CHECKPOINT... [DATA]",
         ),
     ],
-    data: Annotated[Path, typer.Argument(help="H5MD data file.")],
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     device: DeviceOption = None,
     json_output: JsonOption = False,
@@ -605,7 +606,9 @@ def evaluate(
     _set_quiet(quiet)
 
     from dynforecast.evaluate import evaluate_checkpoint
+    from dynforecast.train.trained import split_data_argument
 
+    checkpoint, data = split_data_argument(checkpoint)
     paths = [*checkpoint, *(members or [])]
     if rollout is not None:
         from dynforecast.evaluate_rollout import evaluate_rollout, table

@@ -467,3 +467,28 @@ def test_help_shows_no_value_type_beside_flags(command):
     assert "--help" in result.output
     if command == "train":  # options that take values keep their type
         assert "<int>" in result.output and "<float>" in result.output
+
+
+def test_evaluate_without_a_data_file_uses_the_file_the_run_was_trained_on(workspace, tmp_path):
+    _, data, run, _ = workspace
+    given = invoke("evaluate", run, data, "--json")
+    recorded = invoke("evaluate", run, "--json")
+    assert recorded.exit_code == 0, recorded.stderr
+    assert json.loads(recorded.stdout)["mse"] == json.loads(given.stdout)["mse"]
+    missing = invoke("evaluate", run, tmp_path / "missing.h5")
+    assert missing.exit_code == 3
+    assert missing.stderr.strip() == f"error: {tmp_path / 'missing.h5'}: no such file"
+
+
+def test_evaluate_without_a_data_file_names_the_recorded_file_when_it_is_gone(workspace, tmp_path):
+    _, _, run, _ = workspace
+    moved = tmp_path / "best.pt"
+    state = torch.load(run / "best.pt", weights_only=False)
+    state["data_path"] = str(tmp_path / "moved.h5")
+    torch.save(state, moved)
+    result = invoke("evaluate", moved)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {moved}: no data file given, and the file it was trained on "
+        f"({tmp_path / 'moved.h5'}) is not there; give the data file after the checkpoint"
+    )

@@ -371,7 +371,7 @@ def _train_locked(
         "train_config": setup.recorded_config(resolved),
         "data_signature": signature.to_dict(),
         "data_checksum": checksum,
-        "data_path": str(data_path),
+        "data_path": str(Path(data_path).resolve()),  # evaluate without DATA finds it from any cwd
         "versions": versions(),
         BASELINES_KEY: baselines_mse,  # the divergence guard's "stay" (train/divergence.py)
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dynforecast.errors import InputError
+from dynforecast.errors import InputError, UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel, model_from_config
 from dynforecast.train.checkpoint import DataSignature, load_checkpoint
@@ -83,3 +83,41 @@ def load_trained(path: Path) -> TrainedModel:
         best_val=float(state["best_val"]),
         state=state,
     )
+
+
+#: Suffixes that name a data file, not a checkpoint, as the last argument of ``evaluate``.
+DATA_SUFFIXES = (".h5", ".hdf5", ".h5md")
+
+
+def split_data_argument(arguments: Sequence[Path]) -> tuple[list[Path], Path]:
+    """``evaluate``'s positionals: (checkpoints or run directories, the data file).
+
+    The data file is the last argument when it is named like one (``DATA_SUFFIXES``) or is an
+    HDF5 file; otherwise it is the file the first checkpoint was trained on (its recorded
+    ``data_path``), so that ``dynforecast evaluate runs/x`` works on the built-in data and on a
+    file still where training read it. UsageError when none is given and that file is gone.
+    """
+    import h5py
+
+    items = [Path(a) for a in arguments]
+    last = items[-1]
+    if len(items) > 1 and (
+        last.suffix.lower() in DATA_SUFFIXES or (last.is_file() and h5py.is_hdf5(last))
+    ):
+        return items[:-1], last
+    return items, recorded_data_path(items[0])
+
+
+def recorded_data_path(path: Path) -> Path:
+    """The data file a checkpoint (or run directory) was trained on, as training recorded it.
+
+    UsageError if the checkpoint records none or the file is no longer there.
+    """
+    checkpoint = checkpoint_path(path)
+    recorded = load_checkpoint(checkpoint).get("data_path")
+    if not recorded or not Path(recorded).is_file():
+        raise UsageError(
+            f"{path}: no data file given, and the file it was trained on "
+            f"({recorded or 'not recorded'}) is not there; give the data file after the checkpoint"
+        )
+    return Path(recorded)
