@@ -27,13 +27,25 @@ from pathlib import Path
 import numpy as np
 
 _TIME = re.compile(r"t=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+#: ``step= 5000`` as GROMACS writes it after ``t=`` (not ``timestep=`` or ``nstep=``).
+_STEP = re.compile(r"(?<![A-Za-z_])step=\s*([-+]?\d+)(?![\d.eE])")
 
 
 @dataclass(frozen=True)
 class GroScan:
-    """Per-frame times (ps, NaN where a title has no ``t=``) of the frames the scan could read."""
+    """Per-frame times (ps, NaN where a title has no ``t=``) of the frames the scan could read,
+    and their MD steps (``step=``; -1 where a title has none, see ``stepped_frames``)."""
 
     times: np.ndarray  # float64 [F]
+    step_values: np.ndarray  # int64 [F], -1 where the title has no step=
+    stepped_frames: int  # titles that carry step=
+
+    @property
+    def steps(self) -> np.ndarray | None:
+        """The file's MD steps when every title line carries ``step=``, else None."""
+        if self.n_frames and self.stepped_frames == self.n_frames:
+            return self.step_values
+        return None
 
     @property
     def n_frames(self) -> int:
@@ -69,6 +81,8 @@ def scan_gro(path: str | Path) -> GroScan:
     same lines next, reports the broken file itself.
     """
     times: list[float] = []
+    steps: list[int] = []
+    stepped = 0
     with open(path, encoding="latin-1") as handle:
         while title := handle.readline():
             try:
@@ -77,9 +91,23 @@ def scan_gro(path: str | Path) -> GroScan:
                 break
             found = _TIME.findall(title)
             times.append(float(found[-1]) if found else float("nan"))
+            step = _STEP.findall(title)
+            steps.append(int(step[-1]) if step else -1)
+            stepped += bool(step)
             skip = n_atoms + 1  # the atom lines and the box line
             next(itertools.islice(handle, skip, skip), None)
-    return GroScan(np.asarray(times, dtype=np.float64))
+    return GroScan(np.asarray(times, dtype=np.float64), np.asarray(steps, dtype=np.int64), stepped)
+
+
+def stepless_detail(scan: GroScan) -> str | None:
+    """The note of a GRO whose titles carry ``step=`` in some frames only (None otherwise)."""
+    if scan.stepped_frames in (0, scan.n_frames):
+        return None
+    missing = scan.n_frames - scan.stepped_frames
+    return (
+        f"{missing} of {scan.n_frames} frames have no step= in their title line, so the "
+        "stored steps are frame indices, not the file's MD steps"
+    )
 
 
 def untimed_detail(scan: GroScan) -> str:

@@ -175,7 +175,7 @@ def ingest(
             )
             frames = 0
             for chunk in system.chunks:
-                time = chunk.time if system_step is None else system_step.times(chunk.step)
+                time = chunk.time if system_step is None else system_step.times(chunk.frame_index)
                 spacing.check(chunk, time)
                 writer.append_frames(
                     name, chunk.positions, time, chunk.step, chunk.velocities, chunk.box

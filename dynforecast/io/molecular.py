@@ -23,14 +23,27 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from dynforecast.errors import DynforecastError, InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
-from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
-from dynforecast.io.gro_frames import FrameIndexClock, GroClock, scan_gro, untimed_detail
+from dynforecast.io.dcd_header import (
+    DCDClock,
+    dcd_partial_frame_bytes,
+    read_dcd_clock,
+    read_dcd_steps,
+)
+from dynforecast.io.gro_frames import (
+    FrameIndexClock,
+    GroClock,
+    GroScan,
+    scan_gro,
+    stepless_detail,
+    untimed_detail,
+)
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.isolated import isolated_iter
 from dynforecast.io.molecular_audit import (
@@ -302,7 +315,9 @@ def open_molecular(
         parameters["topology"] = str(top_path)
     if select is not None:
         parameters["selection"] = select
-    clock, untimed = _frame_clock(path, notes)
+    gro = scan_gro(path) if extension_of(path) == ".gro" else None
+    clock, untimed = _frame_clock(path, gro, notes)
+    steps_of = _file_steps(path, scan, gro, notes)
     header = Trajectory(
         name=name,
         length_unit="nm",
@@ -326,6 +341,7 @@ def open_molecular(
         stride,
         auto_chunk_frames(header.n_particles, chunk_frames),
         clock,
+        steps_of,
         _NoteSink(notes, library_warnings, cryst1, top.n_atoms, scan),
     )
     # Whether frames carry a unit cell must be known before the H5MD layout is made; mdtraj's
@@ -343,7 +359,36 @@ def open_molecular(
 Clock = DCDClock | GroClock | FrameIndexClock
 
 
-def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, bool]:
+#: File frame indices [f] -> the MD steps the file stores for them (int64 [f]).
+StepsOf = Callable[[np.ndarray], np.ndarray]
+
+
+def _file_steps(
+    path: Path, xdr: XdrScan | None, gro: GroScan | None, notes: list[IngestNote]
+) -> StepsOf | None:
+    """Where the file's MD step numbers are, which mdtraj does not report; None: frame indices.
+
+    XTC/TRR frame headers carry the step (`xdr_frames`), a DCD header ISTART and NSAVC
+    (`dcd_header`), GROMACS's GRO titles ``step=`` (`gro_frames`: used when every title has
+    one; a title without it in some frames is a note). Other formats store no steps.
+    """
+    if xdr is not None:
+        return xdr.steps.__getitem__
+    if extension_of(path) == ".dcd":
+        counter = read_dcd_steps(path)
+        return counter.steps if counter is not None else None
+    if gro is not None:
+        detail = stepless_detail(gro)
+        if detail is not None:
+            missing = gro.n_frames - gro.stepped_frames
+            notes.append(IngestNote("unnumbered_steps", missing, detail))
+        return gro.steps.__getitem__ if gro.steps is not None else None
+    return None
+
+
+def _frame_clock(
+    path: Path, gro: GroScan | None, notes: list[IngestNote]
+) -> tuple[Clock | None, bool]:
     """Where frame times come from instead of mdtraj's, and whether they are frame indices.
 
     A DCD's from its header (`dcd_header`; frame indices when it records no time step); a GRO's
@@ -355,8 +400,8 @@ def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, boo
     if extension == ".dcd":
         clock = read_dcd_clock(path)
         return clock, clock is None
-    if extension == ".gro":
-        scan = scan_gro(path)
+    if gro is not None:
+        scan = gro
         if scan.n_frames and scan.untimed_frames == 0:
             return GroClock(scan.times), False
         if scan.n_frames > 1:  # one frame needs no time (as ingest's own untimed note)
@@ -447,11 +492,13 @@ def _iter_chunks(
     stride: int,
     chunk: int,
     clock: Clock | None,
+    steps_of: StepsOf | None,
     sink: _NoteSink,
 ):
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
 
-    ``clock``, if given, replaces mdtraj's times (`_frame_clock`).
+    ``clock``, if given, replaces mdtraj's times (`_frame_clock`); ``steps_of`` gives the
+    file's MD steps of the kept frames (`_file_steps`), else the step is the file frame index.
     Frame 0 decides whether the system has a unit cell; `chunk_boxes` holds later frames to it.
     """
     import mdtraj
@@ -486,21 +533,21 @@ def _iter_chunks(
         positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
         check_finite(path, positions, first_frame=emitted * stride)
         count = positions.shape[0]
-        step = (emitted + np.arange(count, dtype=np.int64)) * stride
-        boxes = _frame_cells(piece.unitcell_vectors, cells, step)
+        index = (emitted + np.arange(count, dtype=np.int64)) * stride
+        boxes = _frame_cells(piece.unitcell_vectors, cells, index)
         if has_box is None:
             has_box = bool(has_cell(boxes[:1])[0])
         yield FrameChunk(
             positions=positions,
-            time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
-            step=step,
-            box=chunk_boxes(path, boxes, step, has_box),
+            time=np.asarray(piece.time if clock is None else clock.times(index), np.float64),
+            step=index if steps_of is None else np.asarray(steps_of(index), dtype=np.int64),
+            box=chunk_boxes(path, boxes, index, has_box),
+            index=index,
         )
         emitted += count
     if emitted == 0:
         raise InputError(f"{path}: no frames")
-    last = int(step[-1])
-    sink.finish(path, last + 1)
+    sink.finish(path, int(index[-1]) + 1)
 
 
 @dataclasses.dataclass(frozen=True)
