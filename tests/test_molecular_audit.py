@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -715,21 +716,48 @@ def test_amber_netcdf_velocities_and_forces_are_one_unread_arrays_note(tmp_path)
     assert (note.count, note.detail) == (2, detail)
 
 
-@pytest.mark.parametrize(("time", "frame"), [("1", 1), ("-5.0", 2), ("1e3", 2)])
-def test_a_gro_title_time_mdtraj_cannot_parse_names_the_line(tmp_path, time, frame):
-    first = GRO_TEXT.replace("ions in water", "ions in water t= 0.0")
-    broken = GRO_TEXT.replace("ions in water", f"ions in water t= {time}")
+@pytest.mark.parametrize(
+    ("titles", "times"),
+    [
+        (["t= 1", "t= 2"], [1.0, 2.0]),  # mdtraj: IndexError (list index out of range)
+        (["t= 0.0", "t=-5.0"], [0.0, -5.0]),
+        (["t= 0.0", "t= 1e3"], [0.0, 1000.0]),
+        (["t=  1.5 (NVT) step= 10", "t=3 lambda= 0"], [1.5, 3.0]),
+    ],
+)
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_gro_title_time_mdtraj_cannot_parse_is_read_with_the_titles_times(
+    tmp_path, titles, times, alone
+):
     gro = tmp_path / "t.gro"
-    gro.write_text(broken if frame == 1 else first + broken)
+    frames = [GRO_TEXT.replace("ions in water", f"ions in water {t}") for t in titles]
+    frames[1] = frames[1].replace("0.126", "0.136")  # the second frame moves one atom
+    gro.write_text("".join(frames))
     out = tmp_path / "t.h5"
-    result = run("ingest", gro, "--topology", gro, "-o", out)
-    assert result.exit_code == 3
-    line = 1 if frame == 1 else 9  # the second frame's title follows 8 lines
-    assert result.stderr == (
-        f"error: {gro}: line {line}: title time 't= {time}' is not in the form mdtraj's GRO "
-        "reader needs (digits, a decimal point, digits, e.g. 't= 1.0')\n"
-    )
-    assert not out.exists()
+    result = run("ingest", gro, *([] if alone else ["--topology", gro]), "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.time_unit == "ps" and traj.time.tolist() == times
+    assert traj.positions[:, 0, 0].tolist() == pytest.approx([0.126, 0.136])
+    assert traj.names == ["OW", "HW1", "HW2", "NA", "CL"]
+    assert traj.box is not None and traj.box[1, 0, 0] == pytest.approx(3.0)
+    assert "untimed_frames" not in notes_of(traj)
+    assert not list(Path(tempfile.gettempdir()).glob("dynforecast-gro-*"))  # the copy is gone
+
+
+def test_a_gro_topology_whose_title_mdtraj_cannot_parse_reads_with_its_trajectory(tmp_path):
+    import mdtraj
+
+    gro = tmp_path / "top.gro"
+    gro.write_text(GRO_TEXT.replace("ions in water", "ions in water t= 0"))
+    xyz = np.random.default_rng(0).uniform(0, 2, (3, 5, 3)).astype(np.float32)
+    xtc = tmp_path / "traj.xtc"
+    with mdtraj.formats.XTCTrajectoryFile(str(xtc), "w") as handle:
+        handle.write(xyz, time=[0.0, 1.0, 2.0])
+    out = tmp_path / "x.h5"
+    result = run("ingest", xtc, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(ingested(out).positions, xyz, atol=1e-3)
 
 
 def test_a_gro_alone_is_its_own_topology(tmp_path):

@@ -132,34 +132,3 @@ def written_names(path: str | Path, n_atoms: int) -> tuple[list[str], list[str]]
     if len(lines) != n_atoms:
         return None
     return [line[10:15].strip() for line in lines], [line[5:10].strip() for line in lines]
-
-
-#: mdtraj's own pattern for a GRO title's time (formats/gro.py): digits, a point, digits.
-_MDTRAJ_TIME = re.compile(r"t= *(\d+\.\d+)")
-
-
-def title_mdtraj_cannot_read(path: str | Path) -> str | None:
-    """Where a title line's ``t=`` defeats mdtraj's reader (``t= 1``, ``t=-5.0``, ``t= 1e3``).
-
-    mdtraj sees ``t=`` in a title, fails to match its pattern and raises a bare IndexError; this
-    names the line and the value so that the one-line error says what to change. None when every
-    title with ``t=`` matches mdtraj's pattern (the failure is then something else).
-    """
-    line_number = 0
-    with open(path, encoding="latin-1") as handle:
-        while title := handle.readline():
-            line_number += 1
-            if "t=" in title and not _MDTRAJ_TIME.search(title):
-                written = title.split("t=", 1)[1].split()
-                value = written[0] if written else ""
-                return (
-                    f"line {line_number}: title time 't= {value}' is not in the form mdtraj's "
-                    "GRO reader needs (digits, a decimal point, digits, e.g. 't= 1.0')"
-                )
-            try:
-                n_atoms = int(handle.readline())
-            except ValueError:
-                return None
-            line_number += 1 + n_atoms + 1
-            next(itertools.islice(handle, n_atoms + 1, n_atoms + 1), None)
-    return None

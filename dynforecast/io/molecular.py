@@ -21,6 +21,7 @@ travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from dynforecast.io.gro_frames import (
     stepless_detail,
     untimed_detail,
 )
+from dynforecast.io.gro_mdtraj import mdtraj_readable
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.isolated import isolated_iter
 from dynforecast.io.molecular_audit import (
@@ -126,14 +128,14 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
             if extension_of(path) == ".psf":
                 topology, codes = load_psf(path)
             else:
-                topology = mdtraj.load_topology(str(path))
+                with _readable(path) as readable:
+                    topology = mdtraj.load_topology(str(readable))
     except Exception as exc:  # mdtraj's readers raise anything, even bare Exception (GRO)
         if isinstance(exc, DynforecastError):
             raise
         if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
             # mdtraj indexes the first atom of an atom-less PDB
             raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
-        _raise_gro_title_problem(path, exc)
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
@@ -143,15 +145,12 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
     return topology, codes
 
 
-def _raise_gro_title_problem(path: Path, exc: Exception) -> None:
-    """An InputError naming the GRO title line whose ``t=`` made mdtraj fail, if that was it."""
-    if extension_of(path) != ".gro" or not isinstance(exc, IndexError):
-        return
-    from dynforecast.io.gro_frames import title_mdtraj_cannot_read
-
-    title = title_mdtraj_cannot_read(path)
-    if title is not None:
-        raise InputError(f"{path}: {title}") from exc
+def _readable(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """``path`` as mdtraj can read it: a GRO whose titles defeat mdtraj's reader is handed on
+    as a temporary copy (`gro_mdtraj`); every other file as it is."""
+    if extension_of(path) == ".gro":
+        return mdtraj_readable(path)
+    return contextlib.nullcontext(path)
 
 
 def _problem(path: Path, otherwise: str) -> str:
@@ -229,7 +228,7 @@ def _count_trajectory_atoms(path: Path) -> int | None:
     try:
         if extension_of(path) in STANDALONE_EXTENSIONS:
             return _load_topology(path, [])[0].n_atoms
-        with quiet_library([]), mdtraj.open(str(path)) as handle:
+        with quiet_library([]), _readable(path) as readable, mdtraj.open(str(readable)) as handle:
             first = handle.read(n_frames=1)
     except DynforecastError:
         raise
@@ -509,20 +508,24 @@ def _iter_chunks(
 
     def pieces():  # mdtraj's chunks; whatever mdtraj raises becomes an InputError
         try:
-            with quiet_library(sink.warnings):
-                if sink.scan is not None:  # XTC/TRR: whole frames only, as the headers say
-                    frames = _xdr_pieces(path, top, indices, stride, chunk, sink.scan.n_frames)
-                else:
-                    frames = iter(
-                        mdtraj.iterload(
-                            str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+            with _readable(path) as readable:  # a GRO copy lives until the last chunk is read
+                with quiet_library(sink.warnings):
+                    if sink.scan is not None:  # XTC/TRR: whole frames only, as headers say
+                        frames = _xdr_pieces(path, top, indices, stride, chunk, sink.scan.n_frames)
+                    else:
+                        frames = iter(
+                            mdtraj.iterload(
+                                str(readable),
+                                top=top,
+                                chunk=chunk,
+                                stride=stride,
+                                atom_indices=indices,
+                            )
                         )
-                    )
-            yield from quiet_iter(frames, sink.warnings)
+                yield from quiet_iter(frames, sink.warnings)
         except DynforecastError:
             raise
         except Exception as exc:  # mdtraj has no error hierarchy (bare Exception for GRO)
-            _raise_gro_title_problem(path, exc)
             raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
 
     chunks = pieces()
