@@ -492,22 +492,89 @@ def test_other_mdtraj_warnings_become_one_library_warning_note_each():
     ]
 
 
-def test_records_mdtraj_reads_differently_are_an_unaligned_records_note(tmp_path):
-    # Two PDBs concatenated, each closed by END (no MODEL/ENDMDL): mdtraj's first model stops
-    # at END, the column scan reads to the first ENDMDL (none), so they cannot be aligned.
+def _moved(pdb_text: str, dx: float) -> str:
+    """``pdb_text`` with every ATOM record's x moved by ``dx`` Angstrom."""
+    out = []
+    for line in pdb_text.splitlines(True):
+        if line.startswith(("ATOM  ", "HETATM")):
+            line = f"{line[:30]}{float(line[30:38]) + dx:8.3f}{line[38:]}"
+        out.append(line)
+    return "".join(out)
+
+
+def test_pdbs_concatenated_with_end_are_frames_that_keep_their_columns(tmp_path):
+    # Two single-model PDBs catted, each closed by END (no MODEL/ENDMDL), each with its CRYST1:
+    # mdtraj reads two frames; the columns of the first are kept, each frame gets its own cell.
     one = (FIELD / "inscode_roundtrip.pdb").read_text()
     both = tmp_path / "cat.pdb"
-    both.write_text(one + one)
+    cell = "CRYST1   {0:6.3f}   30.000   30.000  90.00  90.00  90.00 P 1           1\n"
+    both.write_text(cell.format(30.0) + one + cell.format(31.0) + _moved(one, 0.5))
     out = tmp_path / "cat.h5"
     result = run("ingest", both, "-o", out)
     assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if ": note: " in line] == [
+        f"{both}: note: the file stores no times; time is the frame index (give --time-step, "
+        "e.g. --time-step '2 ps')"
+    ]
+    traj = ingested(out)
+    assert traj.n_frames == 2 and traj.n_particles == 8
+    assert traj.parameters["insertion_codes"].tolist() == [""] * 4 + ["A"] * 4
+    assert traj.parameters["elements"].tolist() == ["N", "C", "C", "O"] * 2
+    np.testing.assert_allclose(traj.positions[:, 0, 0], [0.1, 0.15], atol=1e-6)
+    np.testing.assert_allclose(traj.box[:, 0, 0], [3.0, 3.1], atol=1e-6)
+    assert set(notes_of(traj)) == {"untimed_frames"}
+
+
+def test_a_pdb_with_model_but_no_endmdl_records_reads_aligned(tmp_path):
+    atoms = [line for line in (FIELD / "inscode_roundtrip.pdb").read_text().splitlines(True)]
+    atoms = "".join(line for line in atoms if line.startswith("ATOM"))
+    pdb = tmp_path / "noend.pdb"
+    pdb.write_text(f"MODEL        1\n{atoms}MODEL        2\n{_moved(atoms, 1.0)}END\n")
+    out = tmp_path / "noend.h5"
+    result = run("ingest", pdb, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert "unaligned_records" not in notes_of(traj)
+    assert traj.parameters["insertion_codes"].tolist() == [""] * 4 + ["A"] * 4
+    np.testing.assert_allclose(traj.positions[:, 0, 0], [0.1, 0.2], atol=1e-6)
+
+
+def test_models_whose_names_differ_from_the_first_are_one_differing_models_note(tmp_path):
+    one = (FIELD / "inscode_roundtrip.pdb").read_text()
+    other = one.replace(" CA  GLY A  52A", " CB  GLY A  52A").replace("  52A ", "  53A ")
+    pdb = tmp_path / "differ.pdb"
+    pdb.write_text(one + one + other)
+    out = tmp_path / "differ.h5"
+    result = run("ingest", pdb, "-o", out)
+    assert result.exit_code == 0, result.stderr
     detail = (
-        "16 ATOM/HETATM records in the first MODEL but mdtraj made 8 atoms; insertion codes, "
-        "alternate locations, HETATM flags and element columns were not kept"
+        "1 of 3 models differ from the first in atom names, residue numbers (the first: model "
+        "3, line 25); mdtraj reads them as coordinates of the first model's atoms, whose names "
+        "and columns are stored"
     )
-    assert f"{both}: note: {detail}" in result.stderr.splitlines()
-    note = notes_of(ingested(out))["unaligned_records"]
-    assert (note.count, note.detail) == (8, detail)
+    assert f"{pdb}: note: {detail}" in result.stderr.splitlines()
+    traj = ingested(out)
+    note = notes_of(traj)["differing_models"]
+    assert (note.count, note.detail) == (1, detail)
+    assert traj.names[5] == "CA" and traj.parameters["residue_ids"].tolist()[5] == 52
+
+
+def test_records_mdtraj_reads_differently_are_an_unaligned_records_note():
+    # A topology of another atom count than the file's first model (a layout mdtraj read
+    # differently from the column scan): the columns cannot be matched to atoms, and say so.
+    import mdtraj
+
+    from dynforecast.io.molecular import topology_fields
+    from dynforecast.io.molecular_audit import audit_pdb
+
+    path = FIELD / "inscode_roundtrip.pdb"
+    topology = mdtraj.load_topology(str(FIELD / "charmm_ions.pdb"))
+    notes = {n.kind: n for n in audit_pdb(path, topology, topology_fields(topology))}
+    detail = (
+        f"8 ATOM/HETATM records in the first MODEL but mdtraj made {topology.n_atoms} atoms; "
+        "insertion codes, alternate locations, HETATM flags and element columns were not kept"
+    )
+    assert notes["unaligned_records"].detail == detail
 
 
 # GRO trajectories: times from the title lines, velocities mdtraj does not read ------------------
