@@ -136,6 +136,8 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
         if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
             # mdtraj indexes the first atom of an atom-less PDB
             raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
+        if extension_of(path) in STANDALONE_EXTENSIONS and "same number of ATOMs" in str(exc):
+            _raise_unequal_models(path, exc)
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
@@ -143,6 +145,16 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
         what = "no ATOM/HETATM records" if extension_of(path) in STANDALONE_EXTENSIONS else "empty"
         raise InputError(f"{path}: no atoms ({what})")
     return topology, codes
+
+
+def _raise_unequal_models(path: Path, exc: Exception) -> None:
+    """An InputError naming the model whose record count differs from the first's, if found."""
+    from dynforecast.io.pdb_models import unequal_model
+    from dynforecast.io.pdb_records import read_pdb_bytes
+
+    which = unequal_model(read_pdb_bytes(path))
+    if which is not None:
+        raise InputError(f"{path}: {which}") from exc
 
 
 def _readable(path: Path) -> contextlib.AbstractContextManager[Path]:
@@ -537,7 +549,7 @@ def _iter_chunks(
         check_finite(path, positions, first_frame=emitted * stride)
         count = positions.shape[0]
         index = (emitted + np.arange(count, dtype=np.int64)) * stride
-        boxes = _frame_cells(piece.unitcell_vectors, cells, index)
+        boxes = _frame_cells(_mdtraj_vectors(piece), cells, index)
         if has_box is None:
             has_box = bool(has_cell(boxes[:1])[0])
         yield FrameChunk(
@@ -560,6 +572,7 @@ class _Piece:
     xyz: np.ndarray  # [f, n, 3] nm
     time: np.ndarray  # [f] ps
     unitcell_vectors: np.ndarray | None  # [f, 3, 3] nm
+    unitcell_lengths: np.ndarray | None  # [f, 3] nm
 
 
 def _xdr_pieces(
@@ -580,7 +593,26 @@ def _xdr_pieces(
             count = min(chunk, left)
             traj = handle.read_as_traj(top, n_frames=count, stride=stride, atom_indices=indices)
             left -= count
-            yield _Piece(traj.xyz, traj.time, traj.unitcell_vectors)
+            yield _Piece(traj.xyz, traj.time, traj.unitcell_vectors, traj.unitcell_lengths)
+
+
+def _mdtraj_vectors(piece) -> np.ndarray | None:
+    """mdtraj's [f, 3, 3] cell vectors (nm), zeros where the file's box is all zeros.
+
+    mdtraj turns a frame's zero box (how XTC, TRR and DCD write "no box") into NaN vectors, the
+    angles between zero-length vectors; left so, the frame would be refused as a non-finite
+    cell instead of as a frame without one (`stream.chunk_boxes`).
+    """
+    vectors = piece.unitcell_vectors
+    lengths = getattr(piece, "unitcell_lengths", None)
+    if vectors is None or lengths is None:
+        return vectors
+    empty = ~np.asarray(lengths).any(axis=1)
+    if not empty.any():
+        return vectors
+    vectors = np.array(vectors, dtype=np.float32)
+    vectors[empty] = 0.0
+    return vectors
 
 
 def _frame_cells(

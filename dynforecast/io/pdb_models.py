@@ -131,3 +131,21 @@ def model_differences(data: bytes) -> ModelDifferences | None:
         line=line,
         fields=tuple(_FIELDS[k][0] for k in sorted(fields)),
     )
+
+
+def unequal_model(data: bytes) -> str | None:
+    """Which model has another ATOM/HETATM record count than the first, worded for an error
+    (mdtraj refuses such a file with "All MODELs must contain the same number of ATOMs",
+    naming none), or None when every model has the first's count."""
+    spans = model_spans(data)
+    counts = [len(ATOM_RECORD.findall(data, *span)) for span in spans]
+    for number, (count, span) in enumerate(zip(counts, spans, strict=True), start=1):
+        if count != counts[0]:
+            first_record = ATOM_RECORD.search(data, *span)
+            line = data.count(b"\n", 0, first_record.start()) + 1 if first_record else 0
+            return (
+                f"model {number} of {len(spans)} (from line {line}) has {count} ATOM/HETATM "
+                f"records, the first model {counts[0]}; every model must hold the same atoms "
+                "(split the file into trajectories of equal models)"
+            )
+    return None
