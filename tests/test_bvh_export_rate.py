@@ -95,3 +95,32 @@ def test_unevenly_spaced_frames_are_refused_not_resampled(clip, tmp_path):
         "H5MD output keeps every frame's time"
     )
     assert not bvh.exists()
+
+
+def test_time_step_given_to_a_bvh_is_the_recorded_frame_time_and_the_export_writes_it(tmp_path):
+    from data_kinds import write_arm_clip
+
+    bvh = write_arm_clip(tmp_path / "arm.bvh")  # Frame Time 1/30 s
+    data = tmp_path / "arm.h5"
+    result = invoke("ingest", bvh, "--time-step", "20 ms", "-o", data)
+    assert result.exit_code == 0, result.stderr
+    (traj,) = read_h5md(data)
+    np.testing.assert_allclose(traj.parameters["bvh_frame_time"], [0.02])
+    np.testing.assert_allclose(traj.time[:3], [0.0, 0.02, 0.04])
+    _train(data, tmp_path / "run")
+    out, exported = tmp_path / "f.h5", tmp_path / "f.bvh"
+    result = invoke(
+        "predict",
+        data,
+        "--checkpoint",
+        tmp_path / "run",
+        "--steps",
+        6,
+        "-o",
+        out,
+        "--export",
+        exported,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert _frame_time(exported) == pytest.approx(0.02, rel=1e-7)
+    assert "Frame Time" not in result.stderr  # the rate the user gave is no change

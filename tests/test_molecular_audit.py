@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -491,22 +492,89 @@ def test_other_mdtraj_warnings_become_one_library_warning_note_each():
     ]
 
 
-def test_records_mdtraj_reads_differently_are_an_unaligned_records_note(tmp_path):
-    # Two PDBs concatenated, each closed by END (no MODEL/ENDMDL): mdtraj's first model stops
-    # at END, the column scan reads to the first ENDMDL (none), so they cannot be aligned.
+def _moved(pdb_text: str, dx: float) -> str:
+    """``pdb_text`` with every ATOM record's x moved by ``dx`` Angstrom."""
+    out = []
+    for line in pdb_text.splitlines(True):
+        if line.startswith(("ATOM  ", "HETATM")):
+            line = f"{line[:30]}{float(line[30:38]) + dx:8.3f}{line[38:]}"
+        out.append(line)
+    return "".join(out)
+
+
+def test_pdbs_concatenated_with_end_are_frames_that_keep_their_columns(tmp_path):
+    # Two single-model PDBs catted, each closed by END (no MODEL/ENDMDL), each with its CRYST1:
+    # mdtraj reads two frames; the columns of the first are kept, each frame gets its own cell.
     one = (FIELD / "inscode_roundtrip.pdb").read_text()
     both = tmp_path / "cat.pdb"
-    both.write_text(one + one)
+    cell = "CRYST1   {0:6.3f}   30.000   30.000  90.00  90.00  90.00 P 1           1\n"
+    both.write_text(cell.format(30.0) + one + cell.format(31.0) + _moved(one, 0.5))
     out = tmp_path / "cat.h5"
     result = run("ingest", both, "-o", out)
     assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if ": note: " in line] == [
+        f"{both}: note: the file stores no times; time is the frame index (give --time-step, "
+        "e.g. --time-step '2 ps')"
+    ]
+    traj = ingested(out)
+    assert traj.n_frames == 2 and traj.n_particles == 8
+    assert traj.parameters["insertion_codes"].tolist() == [""] * 4 + ["A"] * 4
+    assert traj.parameters["elements"].tolist() == ["N", "C", "C", "O"] * 2
+    np.testing.assert_allclose(traj.positions[:, 0, 0], [0.1, 0.15], atol=1e-6)
+    np.testing.assert_allclose(traj.box[:, 0, 0], [3.0, 3.1], atol=1e-6)
+    assert set(notes_of(traj)) == {"untimed_frames"}
+
+
+def test_a_pdb_with_model_but_no_endmdl_records_reads_aligned(tmp_path):
+    atoms = [line for line in (FIELD / "inscode_roundtrip.pdb").read_text().splitlines(True)]
+    atoms = "".join(line for line in atoms if line.startswith("ATOM"))
+    pdb = tmp_path / "noend.pdb"
+    pdb.write_text(f"MODEL        1\n{atoms}MODEL        2\n{_moved(atoms, 1.0)}END\n")
+    out = tmp_path / "noend.h5"
+    result = run("ingest", pdb, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert "unaligned_records" not in notes_of(traj)
+    assert traj.parameters["insertion_codes"].tolist() == [""] * 4 + ["A"] * 4
+    np.testing.assert_allclose(traj.positions[:, 0, 0], [0.1, 0.2], atol=1e-6)
+
+
+def test_models_whose_names_differ_from_the_first_are_one_differing_models_note(tmp_path):
+    one = (FIELD / "inscode_roundtrip.pdb").read_text()
+    other = one.replace(" CA  GLY A  52A", " CB  GLY A  52A").replace("  52A ", "  53A ")
+    pdb = tmp_path / "differ.pdb"
+    pdb.write_text(one + one + other)
+    out = tmp_path / "differ.h5"
+    result = run("ingest", pdb, "-o", out)
+    assert result.exit_code == 0, result.stderr
     detail = (
-        "16 ATOM/HETATM records in the first MODEL but mdtraj made 8 atoms; insertion codes, "
-        "alternate locations, HETATM flags and element columns were not kept"
+        "1 of 3 models differ from the first in atom names, residue numbers (the first: model "
+        "3, line 25); mdtraj reads them as coordinates of the first model's atoms, whose names "
+        "and columns are stored"
     )
-    assert f"{both}: note: {detail}" in result.stderr.splitlines()
-    note = notes_of(ingested(out))["unaligned_records"]
-    assert (note.count, note.detail) == (8, detail)
+    assert f"{pdb}: note: {detail}" in result.stderr.splitlines()
+    traj = ingested(out)
+    note = notes_of(traj)["differing_models"]
+    assert (note.count, note.detail) == (1, detail)
+    assert traj.names[5] == "CA" and traj.parameters["residue_ids"].tolist()[5] == 52
+
+
+def test_records_mdtraj_reads_differently_are_an_unaligned_records_note():
+    # A topology of another atom count than the file's first model (a layout mdtraj read
+    # differently from the column scan): the columns cannot be matched to atoms, and say so.
+    import mdtraj
+
+    from dynforecast.io.molecular import topology_fields
+    from dynforecast.io.molecular_audit import audit_pdb
+
+    path = FIELD / "inscode_roundtrip.pdb"
+    topology = mdtraj.load_topology(str(FIELD / "charmm_ions.pdb"))
+    notes = {n.kind: n for n in audit_pdb(path, topology, topology_fields(topology))}
+    detail = (
+        f"8 ATOM/HETATM records in the first MODEL but mdtraj made {topology.n_atoms} atoms; "
+        "insertion codes, alternate locations, HETATM flags and element columns were not kept"
+    )
+    assert notes["unaligned_records"].detail == detail
 
 
 # GRO trajectories: times from the title lines, velocities mdtraj does not read ------------------
@@ -715,21 +783,48 @@ def test_amber_netcdf_velocities_and_forces_are_one_unread_arrays_note(tmp_path)
     assert (note.count, note.detail) == (2, detail)
 
 
-@pytest.mark.parametrize(("time", "frame"), [("1", 1), ("-5.0", 2), ("1e3", 2)])
-def test_a_gro_title_time_mdtraj_cannot_parse_names_the_line(tmp_path, time, frame):
-    first = GRO_TEXT.replace("ions in water", "ions in water t= 0.0")
-    broken = GRO_TEXT.replace("ions in water", f"ions in water t= {time}")
+@pytest.mark.parametrize(
+    ("titles", "times"),
+    [
+        (["t= 1", "t= 2"], [1.0, 2.0]),  # mdtraj: IndexError (list index out of range)
+        (["t= 0.0", "t=-5.0"], [0.0, -5.0]),
+        (["t= 0.0", "t= 1e3"], [0.0, 1000.0]),
+        (["t=  1.5 (NVT) step= 10", "t=3 lambda= 0"], [1.5, 3.0]),
+    ],
+)
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_gro_title_time_mdtraj_cannot_parse_is_read_with_the_titles_times(
+    tmp_path, titles, times, alone
+):
     gro = tmp_path / "t.gro"
-    gro.write_text(broken if frame == 1 else first + broken)
+    frames = [GRO_TEXT.replace("ions in water", f"ions in water {t}") for t in titles]
+    frames[1] = frames[1].replace("0.126", "0.136")  # the second frame moves one atom
+    gro.write_text("".join(frames))
     out = tmp_path / "t.h5"
-    result = run("ingest", gro, "--topology", gro, "-o", out)
-    assert result.exit_code == 3
-    line = 1 if frame == 1 else 9  # the second frame's title follows 8 lines
-    assert result.stderr == (
-        f"error: {gro}: line {line}: title time 't= {time}' is not in the form mdtraj's GRO "
-        "reader needs (digits, a decimal point, digits, e.g. 't= 1.0')\n"
-    )
-    assert not out.exists()
+    result = run("ingest", gro, *([] if alone else ["--topology", gro]), "-o", out)
+    assert result.exit_code == 0, result.stderr
+    traj = ingested(out)
+    assert traj.time_unit == "ps" and traj.time.tolist() == times
+    assert traj.positions[:, 0, 0].tolist() == pytest.approx([0.126, 0.136])
+    assert traj.names == ["OW", "HW1", "HW2", "NA", "CL"]
+    assert traj.box is not None and traj.box[1, 0, 0] == pytest.approx(3.0)
+    assert "untimed_frames" not in notes_of(traj)
+    assert not list(Path(tempfile.gettempdir()).glob("dynforecast-gro-*"))  # the copy is gone
+
+
+def test_a_gro_topology_whose_title_mdtraj_cannot_parse_reads_with_its_trajectory(tmp_path):
+    import mdtraj
+
+    gro = tmp_path / "top.gro"
+    gro.write_text(GRO_TEXT.replace("ions in water", "ions in water t= 0"))
+    xyz = np.random.default_rng(0).uniform(0, 2, (3, 5, 3)).astype(np.float32)
+    xtc = tmp_path / "traj.xtc"
+    with mdtraj.formats.XTCTrajectoryFile(str(xtc), "w") as handle:
+        handle.write(xyz, time=[0.0, 1.0, 2.0])
+    out = tmp_path / "x.h5"
+    result = run("ingest", xtc, "--topology", gro, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(ingested(out).positions, xyz, atol=1e-3)
 
 
 def test_a_gro_alone_is_its_own_topology(tmp_path):

@@ -13,7 +13,8 @@ The hierarchy travels in ``Trajectory.parameters`` so that `write_bvh` can rebui
     bvh_offsets     float64 [J, 3]  OFFSET of each joint / end site
     bvh_channels    object [J]   channel names per joint, space separated ("" for end sites)
     bvh_end_site    int8 [J]     1 where the particle is an End Site
-    bvh_frame_time  float64 [1]  the file's Frame Time (s), before any stride
+    bvh_frame_time  float64 [1]  the file's Frame Time (s), before any stride; ingest
+                                 --time-step replaces it (io/ingest.py)
 
 Writing needs positions only (e.g. a forecast): joint rotations come from inverse kinematics
 (`dynforecast.io.bvh_inverse`) and are written as Euler angles in each joint's recorded channel

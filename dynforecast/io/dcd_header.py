@@ -1,10 +1,11 @@
-"""Frame times from a DCD file's header, which mdtraj does not read.
+"""Frame times and MD steps from a DCD file's header, which mdtraj does not read.
 
 A DCD starts with one Fortran record of 84 bytes: ``CORD`` and twenty int32 control words. Word 1
 is ISTART (the MD step of the first frame), word 2 NSAVC (steps between saved frames) and word 9
 DELTA, the integration time step in AKMA time units: a float32 in CHARMM files (word 19, the
 CHARMM version, is non-zero) and a float64 spanning words 9-10 in X-PLOR files. Frame i was saved
-at step ISTART + i·NSAVC, so its time is that times DELTA, as MDAnalysis's DCD reader computes it.
+at step ISTART + i·NSAVC, so its time is that times DELTA, as MDAnalysis's DCD reader computes it;
+the step itself is what ingest stores as the frame's H5MD ``step``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,19 @@ class DCDClock:
         return self.first_ps + frame_indices.astype(np.float64) * self.interval_ps
 
 
-def read_dcd_clock(path: str | Path) -> DCDClock | None:
-    """The frame clock of a DCD, or None when its header records no usable time step."""
+@dataclass(frozen=True)
+class DCDSteps:
+    """MD steps of a DCD's frames: ``first + index * interval`` (ISTART, NSAVC)."""
+
+    first: int
+    interval: int
+
+    def steps(self, frame_indices: np.ndarray) -> np.ndarray:
+        return self.first + frame_indices.astype(np.int64) * self.interval
+
+
+def _control(path: str | Path) -> tuple[str, tuple, bytes] | None:
+    """Byte order, the 20 control words and the raw header record, or None if not a DCD."""
     with open(path, "rb") as handle:
         head = handle.read(4 + _HEADER_RECORD)
     if len(head) < 4 + _HEADER_RECORD:
@@ -40,10 +52,16 @@ def read_dcd_clock(path: str | Path) -> DCDClock | None:
     for order in "<>":
         (length,) = struct.unpack(f"{order}i", head[:4])
         if length == _HEADER_RECORD and head[4:8] == b"CORD":
-            break
-    else:
+            return order, struct.unpack(f"{order}20i", head[8:88]), head
+    return None
+
+
+def read_dcd_clock(path: str | Path) -> DCDClock | None:
+    """The frame clock of a DCD, or None when its header records no usable time step."""
+    header = _control(path)
+    if header is None:
         return None
-    control = struct.unpack(f"{order}20i", head[8:88])
+    order, control, head = header
     first_step, steps_per_frame, charmm = control[1], control[2], control[19]
     if charmm:
         (delta,) = struct.unpack(f"{order}f", head[44:48])
@@ -53,6 +71,17 @@ def read_dcd_clock(path: str | Path) -> DCDClock | None:
         return None
     step_ps = float(delta) * AKMA_PS
     return DCDClock(first_ps=first_step * step_ps, interval_ps=steps_per_frame * step_ps)
+
+
+def read_dcd_steps(path: str | Path) -> DCDSteps | None:
+    """The MD steps of a DCD's frames (ISTART, NSAVC), or None when NSAVC is not positive.
+
+    Independent of DELTA: a header without a time step can still number its frames' steps.
+    """
+    header = _control(path)
+    if header is None or header[1][2] <= 0:
+        return None
+    return DCDSteps(first=int(header[1][1]), interval=int(header[1][2]))
 
 
 def dcd_partial_frame_bytes(path: str | Path, n_atoms: int) -> int:

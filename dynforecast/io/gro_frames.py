@@ -29,13 +29,25 @@ import numpy as np
 from dynforecast.console import counted
 
 _TIME = re.compile(r"t=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+#: ``step= 5000`` as GROMACS writes it after ``t=`` (not ``timestep=`` or ``nstep=``).
+_STEP = re.compile(r"(?<![A-Za-z_])step=\s*([-+]?\d+)(?![\d.eE])")
 
 
 @dataclass(frozen=True)
 class GroScan:
-    """Per-frame times (ps, NaN where a title has no ``t=``) of the frames the scan could read."""
+    """Per-frame times (ps, NaN where a title has no ``t=``) of the frames the scan could read,
+    and their MD steps (``step=``; -1 where a title has none, see ``stepped_frames``)."""
 
     times: np.ndarray  # float64 [F]
+    step_values: np.ndarray  # int64 [F], -1 where the title has no step=
+    stepped_frames: int  # titles that carry step=
+
+    @property
+    def steps(self) -> np.ndarray | None:
+        """The file's MD steps when every title line carries ``step=``, else None."""
+        if self.n_frames and self.stepped_frames == self.n_frames:
+            return self.step_values
+        return None
 
     @property
     def n_frames(self) -> int:
@@ -71,6 +83,8 @@ def scan_gro(path: str | Path) -> GroScan:
     same lines next, reports the broken file itself.
     """
     times: list[float] = []
+    steps: list[int] = []
+    stepped = 0
     with open(path, encoding="latin-1") as handle:
         while title := handle.readline():
             try:
@@ -79,9 +93,23 @@ def scan_gro(path: str | Path) -> GroScan:
                 break
             found = _TIME.findall(title)
             times.append(float(found[-1]) if found else float("nan"))
+            step = _STEP.findall(title)
+            steps.append(int(step[-1]) if step else -1)
+            stepped += bool(step)
             skip = n_atoms + 1  # the atom lines and the box line
             next(itertools.islice(handle, skip, skip), None)
-    return GroScan(np.asarray(times, dtype=np.float64))
+    return GroScan(np.asarray(times, dtype=np.float64), np.asarray(steps, dtype=np.int64), stepped)
+
+
+def stepless_detail(scan: GroScan) -> str | None:
+    """The note of a GRO whose titles carry ``step=`` in some frames only (None otherwise)."""
+    if scan.stepped_frames in (0, scan.n_frames):
+        return None
+    missing = scan.n_frames - scan.stepped_frames
+    return (
+        f"{missing} of {scan.n_frames} frames have no step= in their title line, so the "
+        "stored steps are frame indices, not the file's MD steps"
+    )
 
 
 def untimed_detail(scan: GroScan) -> str:
@@ -106,34 +134,3 @@ def written_names(path: str | Path, n_atoms: int) -> tuple[list[str], list[str]]
     if len(lines) != n_atoms:
         return None
     return [line[10:15].strip() for line in lines], [line[5:10].strip() for line in lines]
-
-
-#: mdtraj's own pattern for a GRO title's time (formats/gro.py): digits, a point, digits.
-_MDTRAJ_TIME = re.compile(r"t= *(\d+\.\d+)")
-
-
-def title_mdtraj_cannot_read(path: str | Path) -> str | None:
-    """Where a title line's ``t=`` defeats mdtraj's reader (``t= 1``, ``t=-5.0``, ``t= 1e3``).
-
-    mdtraj sees ``t=`` in a title, fails to match its pattern and raises a bare IndexError; this
-    names the line and the value so that the one-line error says what to change. None when every
-    title with ``t=`` matches mdtraj's pattern (the failure is then something else).
-    """
-    line_number = 0
-    with open(path, encoding="latin-1") as handle:
-        while title := handle.readline():
-            line_number += 1
-            if "t=" in title and not _MDTRAJ_TIME.search(title):
-                written = title.split("t=", 1)[1].split()
-                value = written[0] if written else ""
-                return (
-                    f"line {line_number}: title time 't= {value}' is not in the form mdtraj's "
-                    "GRO reader needs (digits, a decimal point, digits, e.g. 't= 1.0')"
-                )
-            try:
-                n_atoms = int(handle.readline())
-            except ValueError:
-                return None
-            line_number += 1 + n_atoms + 1
-            next(itertools.islice(handle, n_atoms + 1, n_atoms + 1), None)
-    return None

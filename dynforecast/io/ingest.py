@@ -175,7 +175,7 @@ def ingest(
             )
             frames = 0
             for chunk in system.chunks:
-                time = chunk.time if system_step is None else system_step.times(chunk.step)
+                time = chunk.time if system_step is None else system_step.times(chunk.frame_index)
                 spacing.check(chunk, time)
                 writer.append_frames(
                     name, chunk.positions, time, chunk.step, chunk.velocities, chunk.box
@@ -204,18 +204,26 @@ def ingest(
     return summaries
 
 
+#: Parameters recording a skeleton file's frame time in seconds (before any stride): BVH's
+#: ``Frame Time`` and AMC's assumed 1/120 s. An export to BVH compares frame spacing with them.
+FRAME_TIME_PARAMETERS = ("bvh_frame_time", "amc_frame_time")
+
+
 def _with_given_frame_time(parameters: dict, time_step: TimeStep) -> dict:
-    """AMC's recorded frame time (CMU's assumed 1/120 s) replaced by ``--time-step``, in seconds.
+    """A recorded frame time (BVH's Frame Time, AMC's assumed 1/120 s) replaced by
+    ``--time-step``, in seconds.
 
     A BVH export compares the frames' spacing with this value to say whether the frame rate
-    changed; left at 1/120 s it would report a change the user did not make.
+    changed, and writes it for a single frame; left at the file's value it would report a change
+    the user did not make, or write the rate the user overrode.
     """
-    if "amc_frame_time" not in parameters:
+    keys = [key for key in FRAME_TIME_PARAMETERS if key in parameters]
+    if not keys:
         return parameters
     factor = time_factor(time_step.unit, "s")
-    if factor is None:  # a unit with no seconds equivalent: the assumed value is not true either
-        return {k: v for k, v in parameters.items() if k != "amc_frame_time"}
-    return {**parameters, "amc_frame_time": np.array([time_step.value * factor])}
+    if factor is None:  # a unit with no seconds equivalent: the file's value is not true either
+        return {k: v for k, v in parameters.items() if k not in keys}
+    return {**parameters, **{key: np.array([time_step.value * factor]) for key in keys}}
 
 
 def final_notes(

@@ -21,16 +21,31 @@ travel in ``Trajectory.parameters`` under these keys, which the PDB writer uses 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from dynforecast.errors import DynforecastError, InputError, UsageError
 from dynforecast.io.checksum import combined_checksum
-from dynforecast.io.dcd_header import DCDClock, dcd_partial_frame_bytes, read_dcd_clock
-from dynforecast.io.gro_frames import FrameIndexClock, GroClock, scan_gro, untimed_detail
+from dynforecast.io.dcd_header import (
+    DCDClock,
+    dcd_partial_frame_bytes,
+    read_dcd_clock,
+    read_dcd_steps,
+)
+from dynforecast.io.gro_frames import (
+    FrameIndexClock,
+    GroClock,
+    GroScan,
+    scan_gro,
+    stepless_detail,
+    untimed_detail,
+)
+from dynforecast.io.gro_mdtraj import mdtraj_readable
 from dynforecast.io.inputs import check_input_file, extension_of
 from dynforecast.io.isolated import isolated_iter
 from dynforecast.io.molecular_audit import (
@@ -113,14 +128,16 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
             if extension_of(path) == ".psf":
                 topology, codes = load_psf(path)
             else:
-                topology = mdtraj.load_topology(str(path))
+                with _readable(path) as readable:
+                    topology = mdtraj.load_topology(str(readable))
     except Exception as exc:  # mdtraj's readers raise anything, even bare Exception (GRO)
         if isinstance(exc, DynforecastError):
             raise
         if isinstance(exc, IndexError) and extension_of(path) in STANDALONE_EXTENSIONS:
             # mdtraj indexes the first atom of an atom-less PDB
             raise InputError(f"{path}: no atoms (no ATOM/HETATM records)") from exc
-        _raise_gro_title_problem(path, exc)
+        if extension_of(path) in STANDALONE_EXTENSIONS and "same number of ATOMs" in str(exc):
+            _raise_unequal_models(path, exc)
         raise InputError(
             f"{path}: {_problem(path, 'cannot read topology')} ({_reason(exc)})"
         ) from exc
@@ -130,15 +147,22 @@ def _load_topology(path: Path, warnings_sink: list[str]):  # -> (Topology, codes
     return topology, codes
 
 
-def _raise_gro_title_problem(path: Path, exc: Exception) -> None:
-    """An InputError naming the GRO title line whose ``t=`` made mdtraj fail, if that was it."""
-    if extension_of(path) != ".gro" or not isinstance(exc, IndexError):
-        return
-    from dynforecast.io.gro_frames import title_mdtraj_cannot_read
+def _raise_unequal_models(path: Path, exc: Exception) -> None:
+    """An InputError naming the model whose record count differs from the first's, if found."""
+    from dynforecast.io.pdb_models import unequal_model
+    from dynforecast.io.pdb_records import read_pdb_bytes
 
-    title = title_mdtraj_cannot_read(path)
-    if title is not None:
-        raise InputError(f"{path}: {title}") from exc
+    which = unequal_model(read_pdb_bytes(path))
+    if which is not None:
+        raise InputError(f"{path}: {which}") from exc
+
+
+def _readable(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """``path`` as mdtraj can read it: a GRO whose titles defeat mdtraj's reader is handed on
+    as a temporary copy (`gro_mdtraj`); every other file as it is."""
+    if extension_of(path) == ".gro":
+        return mdtraj_readable(path)
+    return contextlib.nullcontext(path)
 
 
 def _problem(path: Path, otherwise: str) -> str:
@@ -216,7 +240,7 @@ def _count_trajectory_atoms(path: Path) -> int | None:
     try:
         if extension_of(path) in STANDALONE_EXTENSIONS:
             return _load_topology(path, [])[0].n_atoms
-        with quiet_library([]), mdtraj.open(str(path)) as handle:
+        with quiet_library([]), _readable(path) as readable, mdtraj.open(str(readable)) as handle:
             first = handle.read(n_frames=1)
     except DynforecastError:
         raise
@@ -302,7 +326,9 @@ def open_molecular(
         parameters["topology"] = str(top_path)
     if select is not None:
         parameters["selection"] = select
-    clock, untimed = _frame_clock(path, notes)
+    gro = scan_gro(path) if extension_of(path) == ".gro" else None
+    clock, untimed = _frame_clock(path, gro, notes)
+    steps_of = _file_steps(path, scan, gro, notes)
     header = Trajectory(
         name=name,
         length_unit="nm",
@@ -326,6 +352,7 @@ def open_molecular(
         stride,
         auto_chunk_frames(header.n_particles, chunk_frames),
         clock,
+        steps_of,
         _NoteSink(notes, library_warnings, cryst1, top.n_atoms, scan),
     )
     # Whether frames carry a unit cell must be known before the H5MD layout is made; mdtraj's
@@ -343,7 +370,36 @@ def open_molecular(
 Clock = DCDClock | GroClock | FrameIndexClock
 
 
-def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, bool]:
+#: File frame indices [f] -> the MD steps the file stores for them (int64 [f]).
+StepsOf = Callable[[np.ndarray], np.ndarray]
+
+
+def _file_steps(
+    path: Path, xdr: XdrScan | None, gro: GroScan | None, notes: list[IngestNote]
+) -> StepsOf | None:
+    """Where the file's MD step numbers are, which mdtraj does not report; None: frame indices.
+
+    XTC/TRR frame headers carry the step (`xdr_frames`), a DCD header ISTART and NSAVC
+    (`dcd_header`), GROMACS's GRO titles ``step=`` (`gro_frames`: used when every title has
+    one; a title without it in some frames is a note). Other formats store no steps.
+    """
+    if xdr is not None:
+        return xdr.steps.__getitem__
+    if extension_of(path) == ".dcd":
+        counter = read_dcd_steps(path)
+        return counter.steps if counter is not None else None
+    if gro is not None:
+        detail = stepless_detail(gro)
+        if detail is not None:
+            missing = gro.n_frames - gro.stepped_frames
+            notes.append(IngestNote("unnumbered_steps", missing, detail))
+        return gro.steps.__getitem__ if gro.steps is not None else None
+    return None
+
+
+def _frame_clock(
+    path: Path, gro: GroScan | None, notes: list[IngestNote]
+) -> tuple[Clock | None, bool]:
     """Where frame times come from instead of mdtraj's, and whether they are frame indices.
 
     A DCD's from its header (`dcd_header`; frame indices when it records no time step); a GRO's
@@ -355,8 +411,8 @@ def _frame_clock(path: Path, notes: list[IngestNote]) -> tuple[Clock | None, boo
     if extension == ".dcd":
         clock = read_dcd_clock(path)
         return clock, clock is None
-    if extension == ".gro":
-        scan = scan_gro(path)
+    if gro is not None:
+        scan = gro
         if scan.n_frames and scan.untimed_frames == 0:
             return GroClock(scan.times), False
         if scan.n_frames > 1:  # one frame needs no time (as ingest's own untimed note)
@@ -447,11 +503,13 @@ def _iter_chunks(
     stride: int,
     chunk: int,
     clock: Clock | None,
+    steps_of: StepsOf | None,
     sink: _NoteSink,
 ):
     """FrameChunks from mdtraj.iterload; errors become InputError naming the trajectory file.
 
-    ``clock``, if given, replaces mdtraj's times (`_frame_clock`).
+    ``clock``, if given, replaces mdtraj's times (`_frame_clock`); ``steps_of`` gives the
+    file's MD steps of the kept frames (`_file_steps`), else the step is the file frame index.
     Frame 0 decides whether the system has a unit cell; `chunk_boxes` holds later frames to it.
     """
     import mdtraj
@@ -462,20 +520,24 @@ def _iter_chunks(
 
     def pieces():  # mdtraj's chunks; whatever mdtraj raises becomes an InputError
         try:
-            with quiet_library(sink.warnings):
-                if sink.scan is not None:  # XTC/TRR: whole frames only, as the headers say
-                    frames = _xdr_pieces(path, top, indices, stride, chunk, sink.scan.n_frames)
-                else:
-                    frames = iter(
-                        mdtraj.iterload(
-                            str(path), top=top, chunk=chunk, stride=stride, atom_indices=indices
+            with _readable(path) as readable:  # a GRO copy lives until the last chunk is read
+                with quiet_library(sink.warnings):
+                    if sink.scan is not None:  # XTC/TRR: whole frames only, as headers say
+                        frames = _xdr_pieces(path, top, indices, stride, chunk, sink.scan.n_frames)
+                    else:
+                        frames = iter(
+                            mdtraj.iterload(
+                                str(readable),
+                                top=top,
+                                chunk=chunk,
+                                stride=stride,
+                                atom_indices=indices,
+                            )
                         )
-                    )
-            yield from quiet_iter(frames, sink.warnings)
+                yield from quiet_iter(frames, sink.warnings)
         except DynforecastError:
             raise
         except Exception as exc:  # mdtraj has no error hierarchy (bare Exception for GRO)
-            _raise_gro_title_problem(path, exc)
             raise InputError(f"{path}: {_problem(path, 'cannot read')} ({_reason(exc)})") from exc
 
     chunks = pieces()
@@ -486,21 +548,21 @@ def _iter_chunks(
         positions = np.ascontiguousarray(piece.xyz, dtype=np.float32)
         check_finite(path, positions, first_frame=emitted * stride)
         count = positions.shape[0]
-        step = (emitted + np.arange(count, dtype=np.int64)) * stride
-        boxes = _frame_cells(piece.unitcell_vectors, cells, step)
+        index = (emitted + np.arange(count, dtype=np.int64)) * stride
+        boxes = _frame_cells(_mdtraj_vectors(piece), cells, index)
         if has_box is None:
             has_box = bool(has_cell(boxes[:1])[0])
         yield FrameChunk(
             positions=positions,
-            time=np.asarray(piece.time if clock is None else clock.times(step), np.float64),
-            step=step,
-            box=chunk_boxes(path, boxes, step, has_box),
+            time=np.asarray(piece.time if clock is None else clock.times(index), np.float64),
+            step=index if steps_of is None else np.asarray(steps_of(index), dtype=np.int64),
+            box=chunk_boxes(path, boxes, index, has_box),
+            index=index,
         )
         emitted += count
     if emitted == 0:
         raise InputError(f"{path}: no frames")
-    last = int(step[-1])
-    sink.finish(path, last + 1)
+    sink.finish(path, int(index[-1]) + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -510,6 +572,7 @@ class _Piece:
     xyz: np.ndarray  # [f, n, 3] nm
     time: np.ndarray  # [f] ps
     unitcell_vectors: np.ndarray | None  # [f, 3, 3] nm
+    unitcell_lengths: np.ndarray | None  # [f, 3] nm
 
 
 def _xdr_pieces(
@@ -530,7 +593,26 @@ def _xdr_pieces(
             count = min(chunk, left)
             traj = handle.read_as_traj(top, n_frames=count, stride=stride, atom_indices=indices)
             left -= count
-            yield _Piece(traj.xyz, traj.time, traj.unitcell_vectors)
+            yield _Piece(traj.xyz, traj.time, traj.unitcell_vectors, traj.unitcell_lengths)
+
+
+def _mdtraj_vectors(piece) -> np.ndarray | None:
+    """mdtraj's [f, 3, 3] cell vectors (nm), zeros where the file's box is all zeros.
+
+    mdtraj turns a frame's zero box (how XTC, TRR and DCD write "no box") into NaN vectors, the
+    angles between zero-length vectors; left so, the frame would be refused as a non-finite
+    cell instead of as a frame without one (`stream.chunk_boxes`).
+    """
+    vectors = piece.unitcell_vectors
+    lengths = getattr(piece, "unitcell_lengths", None)
+    if vectors is None or lengths is None:
+        return vectors
+    empty = ~np.asarray(lengths).any(axis=1)
+    if not empty.any():
+        return vectors
+    vectors = np.array(vectors, dtype=np.float32)
+    vectors[empty] = 0.0
+    return vectors
 
 
 def _frame_cells(

@@ -10,7 +10,9 @@ file says and repairs or reports every difference as an `IngestNote` (io/notes.p
   alternate-location indicators and HETATM flags, which mdtraj's topology has no place for,
   become parameters (``insertion_codes``, ``altlocs``, ``hetero``) that the PDB writer writes
   back; records of second alternate locations (merged by mdtraj into the first) are counted in a
-  ``dropped_altloc`` note.
+  ``dropped_altloc`` note. Models are cut where mdtraj cuts them (`pdb_models`: ENDMDL, END,
+  MODEL), and later models whose names or columns differ from the first's (mdtraj keeps the
+  first's) are one ``differing_models`` note.
 - PDB occupancy, B-factor and formal charge (`dropped_columns_notes`, every PDB ingest reads,
   topology or trajectory): not stored; records where they are not 1, 0, 0 are counted in one
   ``dropped_columns`` note naming the columns.
@@ -63,10 +65,14 @@ def _apply_guess(fields: dict, where: np.ndarray, how: str) -> IngestNote | None
 
 def audit_pdb(path: Path, topology, fields: dict) -> list[IngestNote]:
     """Repair ``fields`` (from `molecular.topology_fields`) of the PDB ``path``; return notes."""
-    from dynforecast.io.pdb_records import read_atom_columns
+    from dynforecast.io.pdb_models import model_differences
+    from dynforecast.io.pdb_records import read_atom_columns, read_pdb_bytes
 
     columns = read_atom_columns(path)
     notes = dropped_columns_notes(path)
+    differences = model_differences(read_pdb_bytes(path))
+    if differences is not None:
+        notes.append(IngestNote("differing_models", differences.models, differences.detail()))
     if columns.names.size != topology.n_atoms:  # a layout mdtraj read differently: say so
         return [
             *notes,

@@ -19,7 +19,6 @@ holds lengths in Angstrom with three decimals and angles in degrees with two.
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
@@ -46,7 +45,7 @@ PDB_EXTENSIONS = (".pdb",)
 
 #: Column slices of CRYST1's six numbers (PDB format v3.3, columns 7-54).
 _CRYST1_COLUMNS = ((6, 15), (15, 24), (24, 33), (33, 40), (40, 47), (47, 54))
-_MODEL_OR_CRYST1 = re.compile(rb"^(?:MODEL|CRYST1).*$", re.MULTILINE)
+_CRYST1 = re.compile(rb"^CRYST1[^\r\n]*", re.MULTILINE)
 
 
 def _column(trajectory: Trajectory, key: str, default: np.ndarray) -> np.ndarray:
@@ -186,24 +185,28 @@ def _cells(box_angstrom: np.ndarray) -> list[str]:
 
 
 def model_cells(path: str | Path) -> np.ndarray | None:
-    """float32 [F, 3, 3] unit cells in nm from a CRYST1 inside each of a PDB's F MODELs, or None.
+    """float32 [F, 3, 3] unit cells in nm from a CRYST1 of each of a PDB's F models, or None.
 
-    None when any MODEL lacks its own CRYST1 (a plain PDB: mdtraj's one cell applies). One regex
-    scan over the file finds the records; only MODEL and CRYST1 lines reach Python.
+    Models are split as mdtraj splits them (`pdb_models.model_spans`: MODEL/ENDMDL, or
+    single-model PDBs concatenated with END), each with the records before its atoms; a model's
+    cell is the last CRYST1 in its range. None when any model has none (a plain PDB: mdtraj's
+    one cell applies). Only CRYST1 lines reach Python.
     """
     from mdtraj.utils import lengths_and_angles_to_box_vectors
 
-    path = Path(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        records = _MODEL_OR_CRYST1.findall(stream.read())
-    is_model = np.array([record.startswith(b"MODEL") for record in records], dtype=bool)
-    model = np.cumsum(is_model) - 1  # the MODEL each record belongs to (-1: the header)
-    inside = ~is_model & (model >= 0)
-    n_models = int(is_model.sum())
-    if n_models == 0 or not (np.bincount(model[inside], minlength=n_models) == 1).all():
-        return None
-    lines = [records[k] for k in np.flatnonzero(inside)]
+    from dynforecast.io.pdb_models import model_spans
+    from dynforecast.io.pdb_records import read_pdb_bytes
+
+    data = read_pdb_bytes(path)
+    spans = model_spans(data)
+    lines = []
+    for span in spans:
+        found = _CRYST1.findall(data, *span)
+        if not found:
+            return None
+        lines.append(found[-1])
+    if len(lines) < 2:
+        return None  # one model: mdtraj's own cell
     try:  # mdtraj has parsed these records already (load_topology), so this rarely fails
         values = np.array([[float(line[a:b]) for a, b in _CRYST1_COLUMNS] for line in lines])
     except ValueError as exc:

@@ -5,7 +5,8 @@ alternate-location indicator (column 17; atoms of a second location are merged i
 and their coordinates dropped), the insertion code (column 27), and whether the element column
 (77-78) was filled or the element guessed from the name. It also replaces residue and atom names
 by PDB standard names (its pdbNames.xml) and discards a CRYST1 it considers a placeholder. This
-module reads those columns from the first MODEL (the topology's) with one regex scan and
+module reads those columns from the first model (the topology's, cut where mdtraj cuts it:
+`pdb_models.model_spans`) with one regex scan and
 fixed-width numpy slicing (no Python loop over atoms), and reproduces which records mdtraj
 merged, so that its atoms and these columns line up one to one.
 
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-_ATOM_RECORD = re.compile(rb"^(?:ATOM  |HETATM)[^\r\n]*", re.MULTILINE)
-_ENDMDL = re.compile(rb"^ENDMDL", re.MULTILINE)
+from dynforecast.io.pdb_models import ATOM_RECORD, model_spans, record_block
+
+_ATOM_RECORD = ATOM_RECORD
 _CRYST1 = re.compile(rb"^CRYST1[^\r\n]*", re.MULTILINE)
 _WIDTH = 80
 
@@ -54,6 +56,11 @@ class PdbAtomColumns:
     cryst1: str | None
 
 
+def read_pdb_bytes(path: str | Path) -> bytes:
+    """The whole file (``.gz`` decompressed)."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> bytes:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as stream:
@@ -69,13 +76,10 @@ def _column(block: np.ndarray, start: int, stop: int) -> np.ndarray:
 def read_atom_columns(path: str | Path) -> PdbAtomColumns:
     """The columns of ``path``'s first-MODEL atoms that mdtraj keeps as atoms (see module)."""
     data = _read(Path(path))
-    end = _ENDMDL.search(data)
-    first_model = data[: end.start()] if end else data
-    lines = _ATOM_RECORD.findall(first_model)
+    spans = model_spans(data)
+    lines = _ATOM_RECORD.findall(data, *spans[0]) if spans else []
     cryst1 = _CRYST1.search(data)
-    # S80 truncates and NUL-pads each record in C; NULs become blanks.
-    block = np.array(lines, dtype=f"S{_WIDTH}").view(np.uint8).reshape(len(lines), _WIDTH).copy()
-    block[block == 0] = ord(" ")
+    block = record_block(lines)
     record = _column(block, 0, 6)
     name = _column(block, 12, 16)
     altloc = _column(block, 16, 17)
@@ -140,8 +144,7 @@ def dropped_values(path: str | Path) -> DroppedValues:
     lines = _ATOM_RECORD.findall(_read(Path(path)))
     if not lines:
         return DroppedValues(0, 0, 0, 0, 0)
-    block = np.array(lines, dtype=f"S{_WIDTH}").view(np.uint8).reshape(len(lines), _WIDTH).copy()
-    block[block == 0] = ord(" ")
+    block = record_block(lines)
     occupancy = _differs(_column(block, 54, 60), 1.0)
     bfactor = _differs(_column(block, 60, 66), 0.0)
     charge_text = _column(block, 78, 80)

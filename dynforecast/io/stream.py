@@ -26,9 +26,11 @@ from dynforecast.io.trajectory import Trajectory
 class FrameChunk:
     """Consecutive frames of one system.
 
-    Fields: positions float32 [f, N, 3]; time float64 [f]; step int64 [f];
-    velocities float32 [f, N, 3] or None; box float32 [f, 3, 3] (unit cell vectors as rows,
-    in the header's length unit) or None.
+    Fields: positions float32 [f, N, 3]; time float64 [f]; step int64 [f] (the MD step the
+    file stores, else the file frame index); velocities float32 [f, N, 3] or None; box float32
+    [f, 3, 3] (unit cell vectors as rows, in the header's length unit) or None; index int64 [f],
+    the frames' 0-based indices in the file (stride included), or None when ``step`` is that
+    index. ``--time-step`` times are frame index x step, never MD step x step.
     """
 
     positions: np.ndarray
@@ -36,10 +38,16 @@ class FrameChunk:
     step: np.ndarray
     velocities: np.ndarray | None = None
     box: np.ndarray | None = None
+    index: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
         return int(self.positions.shape[0])
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        """int64 [f] file frame indices of these frames."""
+        return self.step if self.index is None else self.index
 
 
 @dataclass

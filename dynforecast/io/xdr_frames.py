@@ -49,10 +49,18 @@ _TRR_BLOCK = 65536
 
 @dataclass(frozen=True)
 class XdrScan:
-    """What the headers say: the number of whole frames, and bytes of a partial last frame."""
+    """What the headers say: the whole frames' MD steps, and bytes of a partial last frame.
 
-    n_frames: int
+    ``steps`` (int64 [F]) is the step number each frame header carries (GROMACS writes the
+    integration step there; mdtraj does not report it), so ingest stores the file's steps.
+    """
+
+    steps: np.ndarray  # int64 [F], one per whole frame
     partial_bytes: int  # bytes after the last whole frame (a truncated write), 0 if none
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.steps.size)
 
 
 def _fail(path: Path, frame: int, offset: int, problem: str) -> InputError:
@@ -98,6 +106,7 @@ def scan_xtc(path: str | Path, n_atoms: int, *, topology: str | Path = "the topo
     if size == 0:
         raise InputError(f"{path}: empty file (no XTC frames)")
     frames = offset = 0
+    steps: list[int] = []
     unpack = struct.unpack_from
     limit = _xtc_compressed_limit(n_atoms)
     try:
@@ -105,7 +114,7 @@ def scan_xtc(path: str | Path, n_atoms: int, *, topology: str | Path = "the topo
             frame = frames
             if size - offset < _XTC_SHORT_HEAD:
                 break
-            magic, natoms = unpack(">ii", data, offset)
+            magic, natoms, step = unpack(">iii", data, offset)
             if magic != XTC_MAGIC:
                 raise _fail(
                     path,
@@ -141,11 +150,12 @@ def scan_xtc(path: str | Path, n_atoms: int, *, topology: str | Path = "the topo
             if offset + length > size:
                 break
             frames += 1
+            steps.append(step)
             offset += length
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
-    return XdrScan(frames, size - offset)
+    return XdrScan(np.asarray(steps, dtype=np.int64), size - offset)
 
 
 def _trr_layout(
@@ -188,10 +198,13 @@ def _trr_layout(
     return 4 * _TRR_WORDS + 2 * real + box + vir + pres + x + v + f
 
 
-def _same_layout(data, offset: int, length: int, words: tuple, size: int) -> int:
+def _same_layout(
+    data, offset: int, length: int, words: tuple, size: int, steps: list[np.ndarray]
+) -> int:
     """How many whole frames from ``offset`` on repeat the header ``words`` (>= 1), by NumPy.
 
     Frame k's words are at ``offset + k * length``; all but the MD step must equal ``words``.
+    The MD steps of those frames are appended to ``steps`` (one int64 array per block).
     """
     expected = np.asarray(words, dtype=np.int64)
     total = (size - offset) // length
@@ -204,10 +217,13 @@ def _same_layout(data, offset: int, length: int, words: tuple, size: int) -> int
         )
         rows = view[(np.arange(count) * (length // 4))[:, None] + np.arange(_TRR_WORDS)]
         del view
+        block_steps = rows[:, _TRR_STEP_WORD].astype(np.int64)
         rows[:, _TRR_STEP_WORD] = expected[_TRR_STEP_WORD]
         bad = np.flatnonzero((rows != expected).any(axis=1))
         if bad.size:
+            steps.append(block_steps[: int(bad[0])])
             return done + int(bad[0])
+        steps.append(block_steps)
         done += count
     return total
 
@@ -227,6 +243,7 @@ def scan_trr(path: str | Path, n_atoms: int, *, topology: str | Path = "the topo
     if size == 0:
         raise InputError(f"{path}: empty file (no TRR frames)")
     frames = offset = 0
+    steps: list[np.ndarray] = []
     try:
         while size - offset >= 4 * _TRR_WORDS:
             frame = frames
@@ -234,10 +251,10 @@ def scan_trr(path: str | Path, n_atoms: int, *, topology: str | Path = "the topo
             length = _trr_layout(path, frame, offset, words, n_atoms, topology)
             if offset + length > size:
                 break
-            same = _same_layout(data, offset, length, words, size)
+            same = _same_layout(data, offset, length, words, size, steps)
             frames += same
             offset += same * length
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
-    return XdrScan(frames, size - offset)
+    return XdrScan(np.concatenate([np.zeros(0, np.int64), *steps]), size - offset)

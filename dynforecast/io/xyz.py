@@ -71,7 +71,7 @@ from dynforecast.io.trajectory import (
     periodic_axes,
 )
 from dynforecast.io.units import length_factor, time_factor, velocity_factor
-from dynforecast.io.xyz_frames import Clock, NotKept, columns, is_number
+from dynforecast.io.xyz_frames import STEP_KEYS, Clock, NotKept, columns, is_number, lookup
 from dynforecast.io.xyz_scan import FrameScanner, RawFrame, open_text
 
 XYZ_EXTENSIONS = (".xyz", ".extxyz", ".xyz.gz", ".xyz.bz2", ".extxyz.gz", ".extxyz.bz2")
@@ -273,6 +273,18 @@ def open_xyz(
     )
 
 
+def _whole_number(value: object) -> bool:
+    """True for an int, or a float with no fractional part (``step=1000.0``)."""
+    return is_number(value) and np.isfinite(float(value)) and float(value) == int(value)
+
+
+def step_key(info: dict) -> str | None:
+    """The comment-line key of frame 0 that numbers MD steps (``step=``, ``md_step=``,
+    ``nstep=``, any case) with a whole-number value, or None; stored as H5MD ``step``."""
+    found = lookup(info, STEP_KEYS)
+    return found[0] if found is not None and _whole_number(found[1]) else None
+
+
 def _recased(raw: RawFrame, atoms) -> IngestNote | None:
     """A note when frame 0 writes element symbols in another case than ase read them."""
     column = columns(raw.comment).species
@@ -330,6 +342,7 @@ class _Reading:
         self.pbc = atoms0.pbc.copy()
         self.not_kept = NotKept()
         self.cells = {"placeholder": [0, -1], "ignored": [0, -1]}
+        self.step_key = step_key(atoms0.info)
 
     def chunks(self, first: list, chunk: int) -> Iterator[FrameChunk]:
         try:
@@ -346,6 +359,7 @@ class _Reading:
         raw = [r for r, _ in batch]
         frames = [a for _, a in batch]
         step = np.array([r.index for r in raw], dtype=np.int64)
+        md_steps = self._md_steps(frames, step)
         self._check_same_atoms(raw, frames, step)
         positions = np.stack([atoms.positions for atoms in frames]).astype(np.float32)
         check_finite(path, positions, first_frame=int(step[0]))
@@ -359,7 +373,7 @@ class _Reading:
             velocities = _velocities(frames)
         time = self._times(frames, step)
         boxes = self._cells(frames, step)
-        used = self.clock.used_keys()
+        used = self.clock.used_keys() | ({self.step_key} if self.step_key else set())
         for r, atoms in batch:
             self.not_kept.add(atoms, r.comment, used)
         if self.kept is not None:
@@ -368,10 +382,31 @@ class _Reading:
         return FrameChunk(
             positions=np.ascontiguousarray(positions),
             time=time,
-            step=step,
+            step=step if md_steps is None else md_steps,
             velocities=None if velocities is None else velocities.astype(np.float32),
             box=chunk_boxes(path, boxes, step, self.has_box),
+            index=step,
         )
+
+    def _md_steps(self, frames: list, index: np.ndarray) -> np.ndarray | None:
+        """int64 [f] MD steps from the step key frame 0 carries (`step_key`), or None.
+
+        Frame 0 decides, as for times: a later frame without a whole-number value of that key
+        is an InputError naming it, since H5MD steps are written chunk by chunk and cannot
+        switch to frame indices part way.
+        """
+        key = self.step_key
+        if key is None:
+            return None
+        values = [a.info.get(key) for a in frames]
+        for k, value in enumerate(values):
+            if not _whole_number(value):
+                problem = f"lacks {key}=" if value is None else f"has {key}={value!r}"
+                raise InputError(
+                    f"{self.path}: frame {int(index[k])} {problem} (frame 0 has a whole-number "
+                    f"{key}=, stored as the MD step of every frame)"
+                )
+        return np.asarray(values, dtype=np.int64)
 
     def _check_same_atoms(self, raw: list, frames: list, step: np.ndarray) -> None:
         counts = np.array([len(atoms) for atoms in frames])
