@@ -73,7 +73,7 @@ def test_unknown_key_is_refused_with_the_valid_ones():
         "optim.clip, optim.schedule, optim.epochs, optim.batch_size, "
         "optim.early_stopping_patience, optim.amp, optim.compile, optim.val_every, "
         "optim.ema_decay, optim.precision, optim.divergence_factor, optim.rollback_lr_factor, "
-        "optim.max_rollbacks"
+        "optim.max_rollbacks, optim.workers"
     )
     assert "data.window.past_frames" in valid_keys()
 

@@ -136,6 +136,10 @@ class MemoryFrames:
             [np.asarray(a, dtype=np.float32).reshape(-1, 3) for a in arrays]
         )
 
+    @property
+    def nbytes(self) -> int:
+        return int(self._flat.nbytes)
+
     def gather(self, system: np.ndarray, frames: np.ndarray, node: np.ndarray) -> np.ndarray:
         """Shapes: system [V], frames [V, K], node [V] -> float32 [V, K, 3]."""
         rows = self._row_offset[system][:, None] + frames * self._n_nodes[system][:, None]
@@ -163,6 +167,11 @@ class CachedFileFrames:
         self._cached_bytes = 0
         self.reads = 0
         self.systems_read: set[int] = set()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frames left in the file (what `MemoryFrames` would hold)."""
+        return int(sum(s.nbytes for s in self._sources))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)  # a worker process starts with an empty cache of its own
@@ -203,6 +212,27 @@ class CachedFileFrames:
         rows = base + local_frame * self._n_nodes[system][:, None] + node[:, None]
         staging = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return np.take(staging, rows, axis=0)
+
+
+def _mib(n_bytes: float) -> str:
+    return (
+        f"{n_bytes / (1 << 30):.3g} GiB" if n_bytes >= 1 << 30 else f"{n_bytes / (1 << 20):.3g} MiB"
+    )
+
+
+def describe_stores(stores: Sequence[MemoryFrames | CachedFileFrames]) -> str:
+    """One line for the start-of-run block: where the frames are and why (the user's memory)."""
+    total = sum(store.nbytes for store in stores)
+    if all(isinstance(store, MemoryFrames) for store in stores):
+        return f"in memory, {_mib(total)}"
+    cache = sum(store.cache_limit for store in stores if isinstance(store, CachedFileFrames))
+    available = available_memory()
+    why = (
+        f"{FRAMES_ENV}=file"
+        if frames_mode() == "file"
+        else f"more than {IN_MEMORY_FRACTION:g} of the {_mib(available or 0)} this process may use"
+    )
+    return f"read from the file on demand, {_mib(total)} ({why}); block cache {_mib(cache)}"
 
 
 def frame_store(arrays: Sequence, n_nodes: np.ndarray) -> MemoryFrames | CachedFileFrames:

@@ -227,6 +227,21 @@ class WindowDataset:
         return self._velocities is not None
 
     @property
+    def frames_out_of_core(self) -> bool:
+        """Whether frames are read from the H5MD file on demand (not held in memory)."""
+        from dynforecast.data.frame_store import CachedFileFrames
+
+        return isinstance(self._positions, CachedFileFrames)
+
+    @property
+    def frames_description(self) -> str:
+        """Where the frames are held (memory or the file) and why, for the start-of-run block."""
+        from dynforecast.data.frame_store import describe_stores
+
+        stores = [self._positions, *([self._velocities] if self._velocities is not None else [])]
+        return describe_stores(stores)
+
+    @property
     def node_attr_dim(self) -> int:
         return int(self._node_attrs.shape[1])
 

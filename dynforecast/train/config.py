@@ -122,6 +122,10 @@ class OptimSection:
     stopping count validations, so the patience is in validations. ema_decay: keep an
     exponential moving average of the weights with this decay per optimiser step (None = off;
     `dynforecast.train.ema`); the average is what is validated and what best.pt holds.
+    workers: DataLoader worker processes that build batches ahead of the step
+    (`dynforecast.data.prefetch`; results are the same for any number); unset = 1 when the frames
+    are read from the file on demand (out of core), else 0 (batches from memory take
+    milliseconds; a worker would only add its start-up and the copy of each batch).
     divergence_factor, rollback_lr_factor, max_rollbacks: the divergence guard
     (`dynforecast.train.divergence`): a validation MSE above divergence_factor x min(best so far,
     "stay") goes back to best.pt with the learning rate times rollback_lr_factor, at most
@@ -143,6 +147,7 @@ class OptimSection:
     divergence_factor: float | None = 100.0
     rollback_lr_factor: float = 0.1
     max_rollbacks: int = 3
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,11 @@ class TrainConfig:
                 raise UsageError(
                     f"configuration key {key!r}: expected a positive value (got {value})"
                 )
+        if self.optim.workers is not None and self.optim.workers < 0:
+            raise UsageError(
+                "configuration key 'optim.workers': expected 0 or more worker processes "
+                f"(got {self.optim.workers})"
+            )
         _check_divergence_keys(self.optim)
         decay = self.optim.ema_decay
         if decay is not None and not 0.0 < decay < 1.0:

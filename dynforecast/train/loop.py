@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dynforecast.data.prefetch import batches
 from dynforecast.errors import DivergenceError, Interrupted
 from dynforecast.models.base import ForecastModel
 from dynforecast.train.checkpoint import FORMAT, capture_rng, restore_rng, save_checkpoint
@@ -204,39 +205,42 @@ def fit(
             progress.start_epoch(epoch, optim.epochs, done_before + len(starts), done_before)
             running = torch.tensor(state.partial_sums, dtype=torch.float64, device=device)
             network.train()
-            for index, start in enumerate(starts):
-                batch = dataset.batch(mine[start : start + optim.batch_size]).to(device, dtype)
-                with precision.autocast():
-                    prediction = network(batch)
-                squared, coords = node_squared_errors(prediction.to(dtype), batch)
-                keep = real[start : start + optim.batch_size]
-                if not keep.all():
-                    weight = torch.as_tensor(keep, dtype=dtype, device=device)[batch.node_graph]
-                    squared, coords = squared * weight, coords * weight
-                sse, count = squared.sum(), coords.sum()
-                # DDP averages gradients over ranks: dividing by the coordinates of all ranks'
-                # batches (times W) makes the step that of one process with the global batch,
-                # whatever the system sizes on each rank.
-                total = all_reduce_sum(count.detach(), context) if context.enabled else count
-                loss = sse * context.world_size / total.clamp_min(1.0)
-                optimizer.zero_grad(set_to_none=True)
-                backward(loss, optimizer, scaler)
-                if optim.clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
-                optimizer_step(optimizer, scaler)
-                if average is not None:
-                    average.update()
-                running += torch.stack([sse.detach(), count]).double()
-                state.batch_in_epoch = done_before + index + 1
-                state.windows_done = min(state.windows_done + per_step, len(order))
-                progress.advance()
-                last_step = index + 1 == len(starts)
-                if _stop_requested(stop, device, context) and not last_step:
-                    state.partial_sums = all_reduce_sum(running, context).tolist()
-                    checkpoint(run_dir / LAST)
-                    raise _interrupted(
-                        stop, run_dir, epoch, state.batch_in_epoch, done_before + len(starts)
-                    )
+            chunks = [mine[start : start + optim.batch_size] for start in starts]
+            # closing: a stop or an error mid-epoch ends the DataLoader workers at once
+            with closing(batches(dataset, chunks, optim.workers or 0)) as built:
+                for index, (start, ready) in enumerate(zip(starts, built, strict=True)):
+                    batch = ready.to(device, dtype)
+                    with precision.autocast():
+                        prediction = network(batch)
+                    squared, coords = node_squared_errors(prediction.to(dtype), batch)
+                    keep = real[start : start + optim.batch_size]
+                    if not keep.all():
+                        weight = torch.as_tensor(keep, dtype=dtype, device=device)[batch.node_graph]
+                        squared, coords = squared * weight, coords * weight
+                    sse, count = squared.sum(), coords.sum()
+                    # DDP averages gradients over ranks: dividing by the coordinates of all ranks'
+                    # batches (times W) makes the step that of one process with the global batch,
+                    # whatever the system sizes on each rank.
+                    total = all_reduce_sum(count.detach(), context) if context.enabled else count
+                    loss = sse * context.world_size / total.clamp_min(1.0)
+                    optimizer.zero_grad(set_to_none=True)
+                    backward(loss, optimizer, scaler)
+                    if optim.clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
+                    optimizer_step(optimizer, scaler)
+                    if average is not None:
+                        average.update()
+                    running += torch.stack([sse.detach(), count]).double()
+                    state.batch_in_epoch = done_before + index + 1
+                    state.windows_done = min(state.windows_done + per_step, len(order))
+                    progress.advance()
+                    last_step = index + 1 == len(starts)
+                    if _stop_requested(stop, device, context) and not last_step:
+                        state.partial_sums = all_reduce_sum(running, context).tolist()
+                        checkpoint(run_dir / LAST)
+                        raise _interrupted(
+                            stop, run_dir, epoch, state.batch_in_epoch, done_before + len(starts)
+                        )
             totals = all_reduce_sum(running, context).tolist()
             train_mse = totals[0] / totals[1] if totals[1] else float("nan")
             if not math.isfinite(train_mse) and not guard.can_roll_back(run_dir / BEST):

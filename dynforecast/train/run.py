@@ -72,6 +72,7 @@ RESUMABLE_CHANGES = (
     "optim.amp",
     # per process: a run resumed under another number of processes keeps its --batch-size
     "optim.batch_size",
+    "optim.workers",  # where batches are built, not what they hold
 )
 #: config.json key of the baselines' validation MSE (`dynforecast report` draws them).
 BASELINES_KEY = "baselines_val_mse"
@@ -256,6 +257,7 @@ def _train_in_group(
         resolved, len(splits["train"]), notes, world_size=context.world_size
     )
     resolved = resolve_initial_scales(resolved, dataset, splits["train"], notes)
+    resolved = setup.resolve_workers(resolved, dataset, notes)
     resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))

@@ -315,6 +315,17 @@ def check_recorded_split(
         )
 
 
+def resolve_workers(config: TrainConfig, dataset: WindowDataset, notes: list[str]) -> TrainConfig:
+    """Fill an unset optim.workers: 1 when the frames are read from the file (out of core: the
+    reads overlap the steps), else 0 (`dynforecast.data.prefetch`)."""
+    if config.optim.workers is not None:
+        return config
+    workers = 1 if dataset.frames_out_of_core else 0
+    if workers:
+        notes.append("workers: 1 DataLoader process builds batches ahead (frames read on demand)")
+    return dataclasses.replace(config, optim=dataclasses.replace(config.optim, workers=workers))
+
+
 def resolve_batch_size(
     config: TrainConfig, n_train: int, notes: list[str], world_size: int = 1
 ) -> TrainConfig:

@@ -101,6 +101,7 @@ def start_block(
         *([f"processes  {processes}"] if processes else []),
         f"model      {config.model.name}, {n_parameters:,} parameters"
         + (f" (protocol {config.protocol})" if config.protocol else ""),
+        f"frames     {dataset.frames_description}",
         f"window     {window_line(dataset.spec, dataset.time_step, time_unit)}",
         f"graph      {kind}, mean in-degree {degree:.3g}",
         f"split      {split_line(config, splits)}",
