@@ -214,7 +214,7 @@ class CachedFileFrames:
         return np.take(staging, rows, axis=0)
 
 
-def _mib(n_bytes: float) -> str:
+def _byte_size(n_bytes: float) -> str:
     return (
         f"{n_bytes / (1 << 30):.3g} GiB" if n_bytes >= 1 << 30 else f"{n_bytes / (1 << 20):.3g} MiB"
     )
@@ -224,15 +224,15 @@ def describe_stores(stores: Sequence[MemoryFrames | CachedFileFrames]) -> str:
     """One line for the start-of-run block: where the frames are and why (the user's memory)."""
     total = sum(store.nbytes for store in stores)
     if all(isinstance(store, MemoryFrames) for store in stores):
-        return f"in memory, {_mib(total)}"
+        return f"in memory, {_byte_size(total)}"
     cache = sum(store.cache_limit for store in stores if isinstance(store, CachedFileFrames))
     available = available_memory()
     why = (
         f"{FRAMES_ENV}=file"
         if frames_mode() == "file"
-        else f"more than {IN_MEMORY_FRACTION:g} of the {_mib(available or 0)} this process may use"
+        else f"more than {IN_MEMORY_FRACTION:g} of the {_byte_size(available or 0)} this process may use"
     )
-    return f"read from the file on demand, {_mib(total)} ({why}); block cache {_mib(cache)}"
+    return f"read from the file on demand, {_byte_size(total)} ({why}); block cache {_byte_size(cache)}"
 
 
 def frame_store(arrays: Sequence, n_nodes: np.ndarray) -> MemoryFrames | CachedFileFrames:
