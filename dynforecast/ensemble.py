@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -68,6 +68,12 @@ def load_members(paths: Sequence[Path]) -> list[TrainedModel]:
             "windows another trained on; train members with a chronological or systems split"
         )
     return members
+
+
+def check_all(members: Sequence[TrainedModel], systems: Sequence[Any], data: Path) -> None:
+    """CompatibilityError (exit 5) unless every member can serve ``systems`` of file ``data``."""
+    for member in members:
+        member.check_data(systems, data)
 
 
 def default_members_dir(data: Path | None, config: TrainConfig) -> Path:

@@ -1,13 +1,15 @@
 """`dynforecast evaluate`: the MSE of a checkpoint on a split of a data file, beside its baselines.
 
 Every number comes with the `stay`, `constant_velocity` and `linear` (fitted on the training
-windows, `dynforecast.models.baselines.fit_linear`) errors on the same windows, and, where the file
+windows of at most 500 training systems, `dynforecast.data.scored`;
+`dynforecast.models.baselines.fit_linear`) errors on the same windows, and, where the file
 stores velocities and the window has several past frames, `file_velocity` (the last frame moved on
 by the file's own velocities), so that a model's error can be judged at a glance. Several checkpoints (or run directories) are evaluated as an
 ensemble: the mean of their predictions (`dynforecast.ensemble`). `--rollout K` is
 `dynforecast.evaluate_rollout`. The split is recomputed from the split configuration the
 checkpoint recorded (mode, fractions, seed), so evaluating on the training data file gives the
-test windows that training never saw.
+test windows that training never saw; it is computed from frame counts before any system is read,
+and only the systems holding scored (or fitted) windows are read.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from dynforecast.data.loading import load_systems
-from dynforecast.ensemble import EnsembleModel, load_members
+from dynforecast.data.scored import load_scored
+from dynforecast.ensemble import EnsembleModel, check_all, load_members
 from dynforecast.errors import UsageError
 from dynforecast.models.base import create_model
 from dynforecast.models.baselines import fit_linear
@@ -112,19 +114,17 @@ def evaluate_checkpoint(
     members = load_members([Path(p) for p in paths])
     trained = members[0]
     config = trained.config
-    systems = load_systems(data, config.data.systems)
+    scored = load_scored(data, config, split, check=lambda read: check_all(members, read, data))
+    systems, dataset, splits, ids = scored.systems, scored.dataset, scored.splits, scored.ids
     for member in members:
-        member.check_data(systems, data)
         member.to(torch_device)
     model = trained.model if len(members) == 1 else EnsembleModel([m.model for m in members])
-    dataset = setup.build_dataset(systems, config)
-    splits = setup.build_splits(dataset, config)
-    ids = np.arange(len(dataset), dtype=np.int64) if split == "all" else splits[split]
     if len(ids) == 0:
         raise UsageError(f"{data}: the {split} split has no windows; try --split all")
     _log_window_and_split(config, dataset, splits, split, systems[0].time_unit)
+    _log_systems_read(len(systems), scored.systems_in_file)
     models = {"model": model, **setup.baseline_models(dataset)}
-    train_ids = splits["train"]
+    train_ids = scored.train_ids
     if len(train_ids):
         models["linear"] = fit_linear(dataset, train_ids, use_velocity=dataset.has_velocities)
     if dataset.has_velocities and dataset.spec.past_frames >= 2:
@@ -178,6 +178,14 @@ def _dtype(name: str) -> Any:
     import torch
 
     return getattr(torch, name)
+
+
+def _log_systems_read(read: int, in_file: int) -> None:
+    """Where a file has systems that nothing scores, one stderr line says how many were read."""
+    if read < in_file:
+        from dynforecast.console import log
+
+        log(f"read {read} of the file's {in_file} systems (those with scored or fitted windows)")
 
 
 def _log_window_and_split(

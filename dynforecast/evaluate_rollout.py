@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from dynforecast.console import counted
-from dynforecast.data.loading import load_systems
+from dynforecast.data.scored import load_scored
 from dynforecast.data.windows import WindowDataset
-from dynforecast.ensemble import load_members, mean_and_spread
+from dynforecast.ensemble import check_all, load_members, mean_and_spread
 from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
@@ -176,29 +176,27 @@ def evaluate_rollout(
     members = load_members(checkpoints)
     first = members[0]
     config = first.config
-    systems = load_systems(data, config.data.systems)
+    scored = load_scored(data, config, split, check=lambda read: check_all(members, read, data))
+    systems, dataset, splits, ids = scored.systems, scored.dataset, scored.splits, scored.ids
     for member in members:
-        member.check_data(systems, data)
         member.to(torch_device)
     dtype = getattr(torch, config.dtype)
-    dataset = setup.build_dataset(systems, config)
-    splits = setup.build_splits(dataset, config)
-    ids = np.arange(len(dataset), dtype=np.int64) if split == "all" else splits[split]
     if len(ids) == 0:
         raise UsageError(f"{data}: the {split} split has no windows; try --split all")
     spec = dataset.spec
     plan = RolloutPlan.for_spec(spec)
     rigid = resolve_rigid_bones(rigid_bones, systems)
     chosen = choose_starts(dataset, ids, plan, steps, starts)
-    from dynforecast.evaluate import _log_window_and_split
+    from dynforecast.evaluate import _log_systems_read, _log_window_and_split
 
     _log_window_and_split(config, dataset, splits, split, systems[0].time_unit)
+    _log_systems_read(len(systems), scored.systems_in_file)
     frame_time = float(dataset.time_step)
     grid_dt = plan.grid * frame_time
     has_velocities = dataset.has_velocities
 
     baselines: dict[str, ForecastModel] = dict(setup.baseline_models(dataset))
-    train_ids = splits.get("train", np.zeros(0, dtype=np.int64))
+    train_ids = scored.train_ids
     if len(train_ids):
         baselines["linear"] = fit_linear(dataset, train_ids, use_velocity=has_velocities)
     forecasters: dict[str, tuple[ForecastModel, bool]] = {

@@ -218,7 +218,7 @@ def predict_file(
     the members' mean, their spread the observable ``spread`` and a PDB export's B-factors.
     ``rigid_bones`` None = on for skeleton input (BVH, ASF/AMC), `dynforecast.rigid_bones`.
     """
-    from dynforecast.ensemble import ensemble_rollout, load_members
+    from dynforecast.ensemble import check_all, ensemble_rollout, load_members
     from dynforecast.io.h5md import write_h5md
 
     check_output_path(output, overwrite=overwrite)
@@ -228,12 +228,12 @@ def predict_file(
     paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     members = load_members([Path(p) for p in paths])
     trained = members[0]
-    systems = load_systems(data, [system] if system is not None else None)
-    chosen = systems[0]
+    # Only the system forecast is read (the first one by default), however many the file has.
+    chosen = load_systems(data, [system if system is not None else _first_system(data)])[0]
     if export is not None:  # the format's preconditions, before anything is written
         check_export_target(export, overwrite=overwrite, trajectory=chosen)
+    check_all(members, [chosen], data)
     for member in members:
-        member.check_data([chosen], data)
         member.to(torch_device)
     spec = setup.window_spec(trained.config)
     plan = RolloutPlan.for_spec(spec)
@@ -323,3 +323,14 @@ def _bfactors(spread: np.ndarray | None, export: Path, length_unit: str) -> np.n
         log(f"note: {export}: only a PDB export carries the ensemble spread (B-factor column)")
         return None
     return np.clip(spread * (length_factor(length_unit, "Angstrom") or 1.0), 0.0, MAX_BFACTOR)
+
+
+def _first_system(data: Path) -> str:
+    """The name of the first system of ``data``; InputError for a file without one."""
+    from dynforecast.errors import InputError, describe_path
+    from dynforecast.io.h5md import list_systems
+
+    names = list_systems(data)
+    if not names:
+        raise InputError(f"{describe_path(data)}: no systems in the file")
+    return names[0]

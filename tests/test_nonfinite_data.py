@@ -67,10 +67,22 @@ def test_evaluate_refuses_nan_frames(files):
 def test_predict_refuses_nan_frames_and_writes_nothing(files):
     root, run, broken, name = files
     out = root / "forecast.h5"
-    result = invoke("predict", broken, "--checkpoint", run / "best.pt", "--steps", 3, "-o", out)
+    args = ("--checkpoint", run / "best.pt", "--steps", 3, "-o", out)
+    result = invoke("predict", broken, "--system", name, *args)
     assert result.exit_code == 3
     assert result.stderr.strip().splitlines()[-1] == expected(broken, name)
     assert not out.exists()
+
+
+def test_predict_reads_only_the_system_it_forecasts(files):
+    """The NaN is in another system than the first, which predict forecasts by default."""
+    root, run, broken, name = files
+    out = root / "first.h5"
+    result = invoke("predict", broken, "--checkpoint", run / "best.pt", "--steps", 3, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    with h5py.File(out) as h5:
+        assert list(h5["particles"]) != [name]
+        assert np.isfinite(h5[f"particles/{next(iter(h5['particles']))}/position/value"][()]).all()
 
 
 def test_infinity_in_velocities_is_named(tmp_path):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -643,15 +643,33 @@ def read_h5md(
 
 def frame_bytes(path: str | Path, systems: Sequence[str] | None = None) -> int:
     """Bytes of float32 positions and velocities of the systems (from shapes; nothing read)."""
-    total = 0
+    return shapes_frame_bytes(frame_shapes(path, systems).values())
+
+
+def shapes_frame_bytes(shapes: Iterable[Sequence[tuple[int, ...]]]) -> int:
+    """`frame_bytes` of systems whose `frame_shapes` are given."""
+    return sum(int(np.prod(shape, dtype=np.int64)) * 4 for system in shapes for shape in system)
+
+
+def frame_shapes(
+    path: str | Path, systems: Sequence[str] | None = None
+) -> dict[str, list[tuple[int, ...]]]:
+    """Per system (all, in the file's order, or those given): the shape of position/value,
+    then of velocity/value where it has one. Nothing but shapes is read, so the windows and the
+    split of a file of thousands of systems are known before any system is
+    (`dynforecast.data.scored`). InputError as `read_h5md` for a missing file or system.
+    """
+    shapes: dict[str, list[tuple[int, ...]]] = {}
     with _open(path) as h5:
         particles = h5["particles"]
         for name in list(particles.keys()) if systems is None else list(systems):
             group = _system(h5, name)
-            for key in ("position/value", "velocity/value"):
-                if key in group:
-                    total += int(np.prod(group[key].shape, dtype=np.int64)) * 4
-    return total
+            shapes[name] = [
+                tuple(group[key].shape)
+                for key in ("position/value", "velocity/value")
+                if key in group
+            ]
+    return shapes
 
 
 def iter_h5md_blocks(path: str | Path, name: str, block_frames: int = 1024) -> Iterator[Trajectory]:

@@ -29,7 +29,7 @@ import torch
 from dynforecast.console import counted
 from dynforecast.data.graphs import GraphSpec
 from dynforecast.data.splits import SPLIT_MODES, split_windows
-from dynforecast.data.windows import PROTOCOLS, WindowDataset, WindowSpec
+from dynforecast.data.windows import PROTOCOLS, WindowDataset, WindowIndex, WindowSpec
 from dynforecast.errors import UsageError
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel, create_model, model_names
@@ -407,15 +407,20 @@ def build_dataset(systems: Sequence[Trajectory], config: TrainConfig) -> WindowD
 
 def build_splits(dataset: WindowDataset, config: TrainConfig) -> dict[str, np.ndarray]:
     """The window ids of each split; a mode that leaves a split empty names the modes that work."""
+    return split_index(dataset.windows, dataset.spec, config)
+
+
+def split_index(index: WindowIndex, spec: WindowSpec, config: TrainConfig) -> dict[str, np.ndarray]:
+    """`build_splits` from the window index alone (frame counts suffice; no frame is read)."""
     split = config.data.split
     fractions = split.fractions or auto.DEFAULT_FRACTIONS
     try:
-        return split_windows(dataset.windows, split.mode, fractions, config.seed, spec=dataset.spec)
+        return split_windows(index, split.mode, fractions, config.seed, spec=spec)
     except UsageError as exc:
         working = [
             mode
             for mode in SPLIT_MODES
-            if mode != split.mode and _split_works(dataset, mode, fractions, config.seed)
+            if mode != split.mode and _split_works(index, spec, mode, fractions, config.seed)
         ]
         hint = (
             f"; modes that work here: {', '.join(working)} (--set split.mode=...)"
@@ -426,9 +431,11 @@ def build_splits(dataset: WindowDataset, config: TrainConfig) -> dict[str, np.nd
         raise UsageError(f"{exc}{hint}") from None
 
 
-def _split_works(dataset: WindowDataset, mode: str, fractions: Any, seed: int) -> bool:
+def _split_works(
+    index: WindowIndex, spec: WindowSpec, mode: str, fractions: Any, seed: int
+) -> bool:
     try:
-        split_windows(dataset.windows, mode, fractions, seed, spec=dataset.spec)
+        split_windows(index, mode, fractions, seed, spec=spec)
     except UsageError:
         return False
     return True
