@@ -81,6 +81,45 @@ def test_negative_workers_are_refused():
     )
 
 
+@pytest.mark.parametrize(
+    ("out_of_core", "threads", "cpus", "workers", "note"),
+    [
+        (True, 1, 2, 1, "workers: 1 DataLoader process builds batches ahead (frames read on "
+         "demand; 1 CPU spare beyond the 1 training thread)"),
+        (True, 2, 2, 0, "workers: none (no CPU spare beyond the 2 training threads; --set "
+         "optim.workers=1 prefetches batches anyway)"),
+        (False, 1, 8, 0, None),
+    ],
+)  # fmt: skip
+def test_auto_workers_need_out_of_core_frames_and_a_spare_cpu(
+    out_of_core, threads, cpus, workers, note
+):
+    """A worker that takes a core from the training threads slowed an epoch (1.085x)."""
+    from types import SimpleNamespace
+
+    from dynforecast.train.setup import resolve_workers
+
+    notes: list[str] = []
+    dataset = SimpleNamespace(frames_out_of_core=out_of_core)
+    config = resolve_workers(
+        resolve_config(None, []), dataset, notes, threads=threads, usable_cpus=cpus
+    )
+    assert config.optim.workers == workers
+    assert notes == ([] if note is None else [note])
+    chosen = resolve_config(None, ["optim.workers=2"])
+    assert resolve_workers(chosen, dataset, [], threads=threads, usable_cpus=cpus) is chosen
+
+
+def test_usable_cpus_ignore_the_thread_settings(tmp_path):
+    from dynforecast.train.threads import choose_threads, usable_cpus
+
+    env = {"OMP_NUM_THREADS": "1"}
+    kw = {"cgroup_root": tmp_path, "proc_cgroup": tmp_path / "none", "affinity": 6}
+    assert choose_threads(None, environ=env, **kw).count == 1
+    assert usable_cpus(environ=env, **kw).count == 6
+    assert usable_cpus(environ={"SLURM_CPUS_PER_TASK": "4"}, **kw).count == 4
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
 def test_a_stop_signal_to_the_process_group_stops_training_and_its_workers(tmp_path):
     data = tmp_path / "nbody.h5"

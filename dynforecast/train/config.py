@@ -124,7 +124,8 @@ class OptimSection:
     `dynforecast.train.ema`); the average is what is validated and what best.pt holds.
     workers: DataLoader worker processes that build batches ahead of the step
     (`dynforecast.data.prefetch`; results are the same for any number); unset = 1 when the frames
-    are read from the file on demand (out of core), else 0 (batches from memory take
+    are read from the file on demand (out of core) and a CPU is free beyond the training threads
+    (one that takes a core from them slows the steps down), else 0 (batches from memory take
     milliseconds; a worker would only add its start-up and the copy of each batch).
     divergence_factor, rollback_lr_factor, max_rollbacks: the divergence guard
     (`dynforecast.train.divergence`): a validation MSE above divergence_factor x min(best so far,

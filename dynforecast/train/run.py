@@ -59,7 +59,7 @@ from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
 from dynforecast.train.parallel import prepare_threads
 from dynforecast.train.precision import choose_precision
-from dynforecast.train.threads import ThreadChoice
+from dynforecast.train.threads import ThreadChoice, usable_cpus
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
@@ -257,7 +257,10 @@ def _train_in_group(
         resolved, len(splits["train"]), notes, world_size=context.world_size
     )
     resolved = resolve_initial_scales(resolved, dataset, splits["train"], notes)
-    resolved = setup.resolve_workers(resolved, dataset, notes)
+    cpus = usable_cpus(ranks_on_node=context.local_world_size, launcher=context.launcher)
+    resolved = setup.resolve_workers(
+        resolved, dataset, notes, threads=threads.count, usable_cpus=cpus.count
+    )
     resolved = setup.resolve_precision(resolved, device)
     seed_everything(resolved.seed)
     model = setup.build_model(resolved).to(dtype=getattr(torch, resolved.dtype))

@@ -315,14 +315,36 @@ def check_recorded_split(
         )
 
 
-def resolve_workers(config: TrainConfig, dataset: WindowDataset, notes: list[str]) -> TrainConfig:
-    """Fill an unset optim.workers: 1 when the frames are read from the file (out of core: the
-    reads overlap the steps), else 0 (`dynforecast.data.prefetch`)."""
+def resolve_workers(
+    config: TrainConfig,
+    dataset: WindowDataset,
+    notes: list[str],
+    *,
+    threads: int = 1,
+    usable_cpus: int = 1,
+) -> TrainConfig:
+    """Fill an unset optim.workers (`dynforecast.data.prefetch`): 1 when the frames are read
+    from the file (out of core) and the process may use a CPU beyond its ``threads`` training
+    threads, else 0.
+
+    Why the spare CPU: a worker overlaps reading with the steps only if it does not take a
+    core from them. On a 2-core VM with 2 busy cores, one worker made an out-of-core epoch
+    1.085x slower (benchmarks/README.md, "Out-of-core training").
+    """
     if config.optim.workers is not None:
         return config
-    workers = 1 if dataset.frames_out_of_core else 0
+    spare = usable_cpus - threads
+    workers = 1 if dataset.frames_out_of_core and spare >= 1 else 0
     if workers:
-        notes.append("workers: 1 DataLoader process builds batches ahead (frames read on demand)")
+        notes.append(
+            "workers: 1 DataLoader process builds batches ahead (frames read on demand; "
+            f"{counted(spare, 'CPU')} spare beyond the {counted(threads, 'training thread')})"
+        )
+    elif dataset.frames_out_of_core:
+        notes.append(
+            f"workers: none (no CPU spare beyond the {counted(threads, 'training thread')}; "
+            "--set optim.workers=1 prefetches batches anyway)"
+        )
     return dataclasses.replace(config, optim=dataclasses.replace(config.optim, workers=workers))
 
 

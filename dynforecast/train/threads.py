@@ -75,6 +75,29 @@ def choose_threads(
                 f"environment variable OMP_NUM_THREADS: expected a positive integer (got {omp!r})"
             )
         return ThreadChoice(int(first), "OMP_NUM_THREADS")
+    return usable_cpus(
+        ranks_on_node=ranks_on_node,
+        launcher=launcher,
+        environ=env,
+        cgroup_root=cgroup_root,
+        proc_cgroup=proc_cgroup,
+        affinity=affinity,
+    )
+
+
+def usable_cpus(
+    *,
+    ranks_on_node: int = 1,
+    launcher: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cgroup_root: Path = CGROUP_ROOT,
+    proc_cgroup: Path = PROC_CGROUP,
+    affinity: int | None = None,
+) -> ThreadChoice:
+    """The CPUs this process may really use (source 3. of the module docstring), whatever
+    ``--threads`` or OMP_NUM_THREADS say: what is left beyond the training threads is what a
+    prefetching DataLoader worker can run on without taking a core from them."""
+    env = os.environ if environ is None else environ
     limits = [(affinity_cpus() if affinity is None else affinity, "CPU affinity")]
     quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None:
