@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dynforecast.ops.rank_one import add_outer_, project
 from dynforecast.ops.scatter import scatter_count, scatter_sum
 
 COORDINATE_HEAD_GAIN = 0.001
@@ -58,13 +59,27 @@ def small_init_(linear: nn.Linear, gain: float = COORDINATE_HEAD_GAIN) -> nn.Lin
     return linear
 
 
-def coordinate_head(hidden_dim: int) -> nn.Sequential:
+class CoordinateHead(nn.Sequential):
+    """Linear(H,H), SiLU, Linear(H,1, no bias), its last layer a `project` (fast backward).
+
+    The parameters and their names are those of the plain ``nn.Sequential`` (checkpoints and
+    the reference-weight transplants in benchmarks/ read ``head[0]`` and ``head[2]``).
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        first, activation, last = self
+        return project(activation(first(input)), last.weight[0])
+
+
+def coordinate_head(hidden_dim: int) -> CoordinateHead:
     """Invariant scalar weight for a coordinate update: Linear(H,H), SiLU, Linear(H,1, no bias).
 
     The last layer is Xavier-initialised with gain 0.001 (EGNN/ESTAG reference), so updates start
     near zero. Shapes: [..., H] -> [..., 1].
     """
-    head = mlp([hidden_dim, hidden_dim, 1], final_activation=False, bias_last=False)
+    head = CoordinateHead(
+        *mlp([hidden_dim, hidden_dim, 1], final_activation=False, bias_last=False)
+    )
     small_init_(head[-1])
     return head
 
@@ -163,11 +178,11 @@ class EdgeMessageMLP(nn.Module):
         # fewer [E, *S, H] temporaries, measurably faster on the CPU.
         pre = receiver.view(h.shape).index_select(0, edge_dst)
         pre += sender.view(h.shape).index_select(0, edge_src)
-        # The radial term r_ij w_r as a rank-1 update of the flat [E*S, H] view: its backward is
-        # two thin matrix products instead of two broadcast [E, *S, H] products and reductions.
-        # (In-place ops escape autocast: the operands take pre's dtype, a no-op without it.)
-        radial_weight = weight[:, 2 * hidden : 2 * hidden + 1].t().to(pre.dtype)
-        pre.view(-1, hidden).addmm_(squared_distance.reshape(-1, 1).to(pre.dtype), radial_weight)
+        # The radial term r_ij w_r, in place on the gathered tensor itself (not a view of it,
+        # which would make autograd copy the whole gradient twice); its backward is two
+        # matrix-vector products (`dynforecast.ops.rank_one`). In-place ops escape autocast:
+        # the operands take pre's dtype, a no-op without it.
+        add_outer_(pre, squared_distance, weight[:, 2 * hidden])
         if self.edge_feature_dim:
             if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
                 got = None if edge_features is None else tuple(edge_features.shape)
