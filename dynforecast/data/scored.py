@@ -87,7 +87,7 @@ def load_scored(
     scored = np.arange(len(index), dtype=np.int64) if split == "all" else splits[split]
     train = _spread_systems(index, splits["train"], fit_systems)
     keep = np.union1d(index.system[scored], index.system[train])
-    if keep.size == 0:  # nothing to score: the caller says so; read one system for the log line
+    if keep.size == 0:  # nothing to score (the caller says so): one system still gets checked
         keep = np.zeros(1, dtype=np.int64)
     read = [names[i] for i in keep]
     lazy = not frames_in_memory(shapes_frame_bytes(shapes[name] for name in read))
