@@ -1,7 +1,7 @@
 """CPU speed of ESTAG and EGNN per batch of 100 windows, beside the reference ESTAG's figures.
 
     OMP_NUM_THREADS=1 python -m benchmarks.speed_models [--repeats 30] [--rounds 1]
-        [--threads 1 2] [--json] [--retain-freed-memory] [--reference-dir /tmp/estag_ref]
+        [--threads 1 2] [--compile] [--json] [--retain-freed-memory] [--reference-dir /tmp/estag_ref]
 
 Cases: ESTAG reference configuration (H 16, L 2, T 10) on aspirin-like windows (13 nodes, 60
 directed edges); EGNN (64 hidden, 4 layers) on 5-particle all-pairs N-body windows. Figures are
@@ -12,7 +12,9 @@ checkout of it (``models/model.py``, ``models/gcl.py``), it is built with our mo
 checked to give the same forecast, and timed call by call alternately with ours in this process
 (benchmarks/reference_estag.py): a same-run comparison. Without it, the ESTAG rows are compared
 with the spec's figures (§9.3), labelled "spec figures, not re-measured": taken on the same machine
-class but at another time, so machine load can move the ratio either way.
+class but at another time, so machine load can move the ratio either way. ``--compile`` also times
+``torch.compile(model)`` (what ``train --compile`` runs; compile time reported separately) against
+the same eager reference.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.model_timing import Timing, aspirin_batch, nbody_batch, time_model
+from benchmarks.model_timing import Timing, aspirin_batch, compiled, nbody_batch, time_model
 from benchmarks.reference_estag import (
     load_reference_class,
     max_output_difference,
@@ -59,8 +61,10 @@ def run_cases(
     warmup: int,
     rounds: int = 1,
     reference_dir: Path | None = None,
+    use_compile: bool = False,
 ) -> list[dict]:
-    """Time every case at every thread count; one result row (a plain dict) per pair.
+    """Time every case at every thread count, eager and (``use_compile``) compiled; one result
+    row (a plain dict) per triple.
 
     With ``reference_dir``, ESTAG is timed interleaved with the reference built from that
     directory (same weights, same batch) and its rows carry the same-run reference figures.
@@ -72,17 +76,21 @@ def run_cases(
         reference = None
         if name == "estag" and reference_dir is not None:
             reference = same_function_reference(model, batch, reference_dir)
-        for count in threads:
-            if reference is None:
-                timing = time_model(model, batch, count, repeats, warmup, rounds)
-                rows.append(row(name, timing))
-                continue
-            pair = time_pair(model, reference, batch, count, repeats, warmup, rounds)
-            timing = Timing(
-                count, batch.num_graphs, pair.ours_forward_ms, pair.ours_forward_backward_ms
-            )
-            measured = (pair.reference_forward_ms, pair.reference_forward_backward_ms)
-            rows.append(row(name, timing, measured))
+        variants: list[tuple[str, ForecastModel, float | None]] = [("eager", model, None)]
+        if use_compile:
+            variants.append(("compile", *compiled(model, batch)))
+        for mode, runnable, compile_s in variants:
+            for count in threads:
+                if reference is None:
+                    timing = time_model(runnable, batch, count, repeats, warmup, rounds)
+                    rows.append(row(name, timing, mode=mode, compile_s=compile_s))
+                    continue
+                pair = time_pair(runnable, reference, batch, count, repeats, warmup, rounds)
+                timing = Timing(
+                    count, batch.num_graphs, pair.ours_forward_ms, pair.ours_forward_backward_ms
+                )
+                measured = (pair.reference_forward_ms, pair.reference_forward_backward_ms)
+                rows.append(row(name, timing, measured, mode=mode, compile_s=compile_s))
     return rows
 
 
@@ -103,7 +111,13 @@ def same_function_reference(model: ESTAG, batch: WindowBatch, reference_dir: Pat
     return reference
 
 
-def row(name: str, timing: Timing, measured_reference: tuple[float, float] | None = None) -> dict:
+def row(
+    name: str,
+    timing: Timing,
+    measured_reference: tuple[float, float] | None = None,
+    mode: str = "eager",
+    compile_s: float | None = None,
+) -> dict:
     """A result row; for ESTAG also our time divided by the reference's (below 1 = faster).
 
     ``measured_reference`` (forward, forward+backward ms) comes from the same run; otherwise the
@@ -111,6 +125,7 @@ def row(name: str, timing: Timing, measured_reference: tuple[float, float] | Non
     """
     result = {
         "model": name,
+        "mode": mode,
         "threads": timing.threads,
         "batch": timing.batch_size,
         "forward_ms": round(timing.forward_ms, 2),
@@ -118,6 +133,8 @@ def row(name: str, timing: Timing, measured_reference: tuple[float, float] | Non
         "forward_samples_per_s": round(timing.samples_per_second(timing.forward_ms)),
         "train_samples_per_s": round(timing.samples_per_second(timing.forward_backward_ms)),
     }
+    if compile_s is not None:
+        result["compile_s"] = round(compile_s, 1)
     reference, source = measured_reference, "same run"
     if reference is None and name == "estag":
         reference, source = REFERENCE_ESTAG_MS.get(timing.threads), "spec figures, not re-measured"
@@ -132,10 +149,10 @@ def row(name: str, timing: Timing, measured_reference: tuple[float, float] | Non
 
 def print_table(rows: list[dict]) -> None:
     print(
-        "| model | threads | forward ms | fwd+bwd ms | fwd samples/s | fwd+bwd samples/s "
+        "| model | mode | threads | forward ms | fwd+bwd ms | fwd samples/s | fwd+bwd samples/s "
         "| reference ms (fwd, fwd+bwd) | ours / reference (fwd, fwd+bwd) |"
     )
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 9)
     for r in rows:
         reference = ratio = "-"
         if "forward_ratio" in r:
@@ -145,7 +162,7 @@ def print_table(rows: list[dict]) -> None:
             )
             ratio = f"{r['forward_ratio']:.2f}x, {r['forward_backward_ratio']:.2f}x"
         print(
-            f"| {r['model']} | {r['threads']} | {r['forward_ms']:.1f} | "
+            f"| {r['model']} | {r['mode']} | {r['threads']} | {r['forward_ms']:.1f} | "
             f"{r['forward_backward_ms']:.1f} | {r['forward_samples_per_s']} | "
             f"{r['train_samples_per_s']} | {reference} | {ratio} |"
         )
@@ -159,6 +176,7 @@ def main(cases: list[Case] = CASES) -> None:
         "--rounds", type=int, default=1, help="best median of this many rounds (shared machines)"
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument(
         "--retain-freed-memory",
@@ -175,7 +193,13 @@ def main(cases: list[Case] = CASES) -> None:
         parser.error("--retain-freed-memory: this C library does not accept the malloc tuning")
     try:
         rows = run_cases(
-            cases, args.threads, args.repeats, args.warmup, args.rounds, args.reference_dir
+            cases,
+            args.threads,
+            args.repeats,
+            args.warmup,
+            args.rounds,
+            args.reference_dir,
+            args.compile,
         )
     except (FileNotFoundError, ImportError, RuntimeError) as error:
         parser.error(f"--reference-dir: {error}")

@@ -42,13 +42,19 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from benchmarks.model_timing import Timing, all_pairs, nbody_batch, replicate, time_model
+from benchmarks.model_timing import (
+    Timing,
+    all_pairs,
+    compiled,
+    nbody_batch,
+    replicate,
+    time_model,
+)
 from dynforecast.models import ForecastModel, WindowBatch, create_model
 from dynforecast.ops.allocator import retain_freed_memory
 
@@ -81,16 +87,6 @@ CASES: dict[str, tuple[Callable[[], ForecastModel], Callable[[], WindowBatch]]] 
     "motion100": (motion_model, lambda: motion_batch(100)),
     "motion198": (motion_model, lambda: motion_batch(198)),
 }
-
-
-def compiled(model: ForecastModel, batch: WindowBatch) -> tuple[ForecastModel, float]:
-    """``torch.compile(model)`` and the seconds its first forward + backward took."""
-    fast = torch.compile(model)
-    start = time.perf_counter()
-    (fast(batch) - batch.target).square().mean().backward()
-    with torch.no_grad():
-        fast(batch)
-    return fast, time.perf_counter() - start
 
 
 def run(

@@ -35,3 +35,15 @@ def test_einops_stand_in_matches_the_reference_layouts() -> None:
     assert torch.equal(grouped[:, 1, 2], x[:, 1 * nodes + 2])
     per_node = rearrange(grouped, "t b n d -> (b n) d t")
     assert torch.equal(per_node[1 * nodes + 2], x[:, 1 * nodes + 2].t())
+
+
+def test_rows_say_whether_the_model_was_compiled() -> None:
+    timing = Timing(threads=1, batch_size=100, forward_ms=20.0, forward_backward_ms=60.0)
+    eager = row("egnn", timing)
+    assert eager["mode"] == "eager" and "compile_s" not in eager
+    fast = row("estag", timing, (40.0, 120.0), mode="compile", compile_s=12.34)
+    assert (fast["mode"], fast["compile_s"], fast["reference_source"]) == (
+        "compile",
+        12.3,
+        "same run",
+    )

@@ -53,6 +53,10 @@ def add_outer_(target: Tensor, column: Tensor, row: Tensor) -> Tensor:
             f"expected column {(*target.shape[:-1], 1)} and row {tuple(target.shape[-1:])} "
             f"(got {tuple(column.shape)} and {tuple(row.shape)})"
         )
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace a mark_dirty Function (a graph break per layer); compiled, the
+        # plain in-place op is functionalised and fused, so the eager-only trick is not needed.
+        return target.addcmul_(column.to(target.dtype), row.to(target.dtype))
     return _AddOuter.apply(target, column, row)
 
 
