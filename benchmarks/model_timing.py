@@ -176,3 +176,14 @@ def compiled(model: ForecastModel, batch: WindowBatch) -> tuple[ForecastModel, f
     with torch.no_grad():
         fast(batch)
     return fast, time.perf_counter() - start  # type: ignore[return-value]
+
+
+def timed_variants(
+    model: ForecastModel, batch: WindowBatch, use_compile: bool
+) -> list[tuple[str, ForecastModel, float | None]]:
+    """What a speed script times: ("eager", model, None) and, with ``use_compile``, ("compile",
+    the compiled model, its compile seconds)."""
+    variants: list[tuple[str, ForecastModel, float | None]] = [("eager", model, None)]
+    if use_compile:
+        variants.append(("compile", *compiled(model, batch)))
+    return variants

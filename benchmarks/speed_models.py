@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.model_timing import Timing, aspirin_batch, compiled, nbody_batch, time_model
+from benchmarks.model_timing import Timing, aspirin_batch, nbody_batch, time_model, timed_variants
 from benchmarks.reference_estag import (
     load_reference_class,
     max_output_difference,
@@ -76,10 +76,7 @@ def run_cases(
         reference = None
         if name == "estag" and reference_dir is not None:
             reference = same_function_reference(model, batch, reference_dir)
-        variants: list[tuple[str, ForecastModel, float | None]] = [("eager", model, None)]
-        if use_compile:
-            variants.append(("compile", *compiled(model, batch)))
-        for mode, runnable, compile_s in variants:
+        for mode, runnable, compile_s in timed_variants(model, batch, use_compile):
             for count in threads:
                 if reference is None:
                     timing = time_model(runnable, batch, count, repeats, warmup, rounds)

@@ -50,10 +50,10 @@ import torch
 from benchmarks.model_timing import (
     Timing,
     all_pairs,
-    compiled,
     nbody_batch,
     replicate,
     time_model,
+    timed_variants,
 )
 from dynforecast.models import ForecastModel, WindowBatch, create_model
 from dynforecast.ops.allocator import retain_freed_memory
@@ -113,10 +113,7 @@ def run(
         reference = None
         if reference_class is not None:
             reference = same_run_reference(name, model, batch, reference_class)
-        variants: list[tuple[str, ForecastModel, float | None]] = [("eager", model, None)]
-        if use_compile:
-            variants.append(("compile", *compiled(model, batch)))
-        for mode, runnable, compile_s in variants:
+        for mode, runnable, compile_s in timed_variants(model, batch, use_compile):
             for count in threads:
                 if reference is None:
                     timing = time_model(runnable, batch, count, repeats, warmup)  # type: ignore[arg-type]
