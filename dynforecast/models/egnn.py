@@ -34,10 +34,10 @@ from dynforecast.models.layers import (
     coordinate_shift,
     edge_geometry,
     inverse_in_degree,
+    messages_and_coordinate_weights,
     mlp,
     small_init_,
 )
-from dynforecast.ops.scatter import scatter_sum
 
 COORDINATE_AGGREGATIONS = ("mean", "sum")
 
@@ -78,14 +78,22 @@ class VelocityLayer(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[0]
         difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
-        messages = self.message(h, edge_src, edge_dst, squared_distance, edge_features)
+        aggregated, coordinate_weight = messages_and_coordinate_weights(
+            self.message,
+            self.coordinate,
+            h,
+            edge_src,
+            edge_dst,
+            squared_distance,
+            edge_features,
+            aggregate=self.node is not None,
+        )
         x = x + coordinate_shift(
-            difference, self.coordinate(messages), edge_dst, num_nodes, coordinate_scale
+            difference, coordinate_weight, edge_dst, num_nodes, coordinate_scale
         )
         x = x + self.velocity(h) * velocity_step
-        if self.node is None:
+        if self.node is None or aggregated is None:
             return h, x
-        aggregated = scatter_sum(messages, edge_dst, num_nodes)
         return h + self.node(torch.cat([h, aggregated], dim=-1)), x
 
 

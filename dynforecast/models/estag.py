@@ -27,11 +27,11 @@ from dynforecast.models.layers import (
     coordinate_shift,
     edge_geometry,
     inverse_in_degree,
+    messages_and_coordinate_weights,
     mlp,
     safe_unit,
     short_row_softmax,
 )
-from dynforecast.ops.scatter import scatter_sum
 
 ATTENTION_MASKS = ("forward", "none")
 POOLINGS = ("etp", "softmax")
@@ -72,15 +72,17 @@ class SpatialLayer(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[0]
         difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
-        messages = self.message(h, edge_src, edge_dst, squared_distance, edge_features)
+        aggregated, coordinate_weight = messages_and_coordinate_weights(
+            self.message, self.coordinate, h, edge_src, edge_dst, squared_distance, edge_features
+        )
         x = x + coordinate_shift(
             safe_unit(difference, squared_distance),
-            self.coordinate(messages),
+            coordinate_weight,
             edge_dst,
             num_nodes,
             inverse_degree,
         )
-        return h + self.node_update(h, scatter_sum(messages, edge_dst, num_nodes), node_features), x
+        return h + self.node_update(h, aggregated, node_features), x
 
     def node_update(self, h: Tensor, aggregated: Tensor, node_features: Tensor | None) -> Tensor:
         """phi_h([h || sum_j m_ij || c]) with the first Linear split by input block.

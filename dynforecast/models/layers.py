@@ -8,11 +8,13 @@ on nodes instead of edges (exact, and E/V times cheaper for that layer).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from dynforecast.ops.fused_edge import fused_edge_mlp, use_fused_edge
 from dynforecast.ops.rank_one import add_outer_, project
 from dynforecast.ops.scatter import scatter_count, scatter_sum
 
@@ -169,11 +171,7 @@ class EdgeMessageMLP(nn.Module):
     ) -> Tensor:
         hidden = self.hidden_dim
         weight = self.first.weight
-        # Receiver (with the bias) and sender projections of every node: two small matmuls with
-        # contiguous outputs (index_select on a strided slice is several times slower).
-        flat = h.reshape(-1, hidden)
-        receiver = torch.addmm(self.first.bias, flat, weight[:, :hidden].t())
-        sender = flat @ weight[:, hidden : 2 * hidden].t()
+        receiver, sender = self.node_projections(h)
         # In-place accumulation on the gathered tensor (index_select's backward keeps no output):
         # fewer [E, *S, H] temporaries, measurably faster on the CPU.
         pre = receiver.view(h.shape).index_select(0, edge_dst)
@@ -183,12 +181,78 @@ class EdgeMessageMLP(nn.Module):
         # matrix-vector products (`dynforecast.ops.rank_one`). In-place ops escape autocast:
         # the operands take pre's dtype, a no-op without it.
         add_outer_(pre, squared_distance, weight[:, 2 * hidden])
-        if self.edge_feature_dim:
-            if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
-                got = None if edge_features is None else tuple(edge_features.shape)
-                raise ValueError(
-                    f"expected edge features of width {self.edge_feature_dim} (got {got})"
-                )
-            edge_term = edge_features @ weight[:, 2 * hidden + 1 :].t()  # [E, H], once per edge
+        edge_term = self.edge_term(edge_features)
+        if edge_term is not None:
             pre += edge_term.view(edge_term.shape[0], *([1] * (pre.dim() - 2)), hidden)
         return self.activation(self.second(self.activation(pre)))
+
+    def node_projections(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Receiver (with the bias) and sender projections A h + b1 and B h of every node.
+
+        Two small matmuls with contiguous outputs (index_select on a strided slice is several
+        times slower). Shapes: h [V, *S, H] -> two [V, *S, H].
+        """
+        hidden, weight = self.hidden_dim, self.first.weight
+        flat = h.reshape(-1, hidden)
+        receiver = torch.addmm(self.first.bias, flat, weight[:, :hidden].t())
+        sender = flat @ weight[:, hidden : 2 * hidden].t()
+        return receiver.view(h.shape), sender.view(h.shape)
+
+    def edge_term(self, edge_features: Tensor | None) -> Tensor | None:
+        """C e_ij, the edge features' share of the first Linear, once per edge ([E, H]).
+
+        Raises:
+            ValueError: edge features missing or of the wrong width for this layer.
+        """
+        if not self.edge_feature_dim:
+            return None
+        if edge_features is None or edge_features.shape[-1] != self.edge_feature_dim:
+            got = None if edge_features is None else tuple(edge_features.shape)
+            raise ValueError(f"expected edge features of width {self.edge_feature_dim} (got {got})")
+        return edge_features @ self.first.weight[:, 2 * self.hidden_dim + 1 :].t()
+
+
+def messages_and_coordinate_weights(
+    message: EdgeMessageMLP,
+    coordinate: CoordinateHead,
+    h: Tensor,
+    edge_src: Tensor,
+    edge_dst: Tensor,
+    squared_distance: Tensor,
+    edge_features: Tensor | None,
+    aggregate: bool = True,
+) -> tuple[Tensor | None, Tensor]:
+    """sum_{j -> i} m_ij per node (None without ``aggregate``) and the coordinate weights
+    phi_x(m_ij) of every edge: the edge half of an EGNN/ESTAG layer.
+
+    On the CPU in float32/float64 this is one fused kernel (`dynforecast.ops.fused_edge`: no
+    [E, *S, H] tensor is stored for the backward); elsewhere (CUDA, autocast, torch.compile, no C
+    compiler) the same function in torch ops. Shapes: h [V, *S, H], squared_distance
+    [E, *S, 1], edge_features [E, F] or None -> [V, *S, H] or None, [E, *S, 1].
+    """
+    if not use_fused_edge(h, message.hidden_dim):
+        messages = message(h, edge_src, edge_dst, squared_distance, edge_features)
+        aggregated = scatter_sum(messages, edge_dst, h.shape[0]) if aggregate else None
+        return aggregated, coordinate(messages)
+    hidden = message.hidden_dim
+    receiver, sender = message.node_projections(h)
+    extra = math.prod(h.shape[1:-1])  # T for ESTAG, 1 for EGNN
+    rows = (h.shape[0], extra, hidden)
+    aggregated, weight = fused_edge_mlp(
+        receiver.reshape(rows),
+        sender.reshape(rows),
+        edge_dst,
+        edge_src,
+        squared_distance.reshape(edge_dst.shape[0], extra),
+        message.first.weight[:, 2 * hidden],
+        message.edge_term(edge_features),
+        message.second.weight,
+        message.second.bias,
+        coordinate[0].weight,
+        coordinate[0].bias,
+        coordinate[2].weight[0],
+        aggregate=aggregate,
+    )
+    if aggregated is not None:
+        aggregated = aggregated.view(h.shape)
+    return aggregated, weight.view(squared_distance.shape)

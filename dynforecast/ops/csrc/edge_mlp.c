@@ -1,0 +1,510 @@
+/*
+ * Fused EGNN-style edge MLP on the CPU: the forward and backward passes of
+ *
+ *     pre   = R[dst] + S[src] + r * w_r + C[e]        (receiver/sender projections, radial term,
+ *                                                     edge-feature term; C optional)
+ *     m     = silu(W2 silu(pre) + b2)                 (the message)
+ *     agg   = sum over the edges into each node of m  (scatter onto edge_dst; optional)
+ *     c     = w4 . silu(W3 m + b3)                    (the coordinate head's invariant weight)
+ *
+ * for every edge e and every extra row t (ESTAG's frames; 1 for EGNN). Torch runs this as about
+ * 30 passes over [E, T, H] tensors each way; here every row stays in registers and cache, and the
+ * backward recomputes the forward of its row instead of reading saved activations (nothing of
+ * size [E, T, H] is kept between the passes).
+ *
+ * Layout (all contiguous, row-major): R, S [V, T, H]; dst, src [E] int64; r [E, T]; C [E, H];
+ * W2, W3 [H, H] as torch's Linear.weight (out, in); W2t, W3t their transposes; b2, b3, w4, w_r
+ * [H]; agg [V, T, H]; c [E, T]. Compiled twice, with REAL = float and REAL = double
+ * (dynforecast/ops/fused_edge.py builds and loads it). Parallel over edges with OpenMP where the
+ * compiler has it; every thread accumulates node and weight gradients privately, then the private
+ * copies are summed in a fixed order, so results do not depend on scheduling.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef REAL
+#define REAL float
+#endif
+#define MAX_H 256
+
+#ifdef REAL_IS_DOUBLE
+static inline REAL exp_real(REAL x) { return exp(x); }
+#else
+/* exp for float, vectorisable: 2^k * exp(r), |r| <= ln2 / 2, with Cephes expf's polynomial
+ * (relative error about 1e-7 on that interval); the input is clamped to expf's finite range. */
+static inline float exp_real(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float k = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } scale;
+    scale.i = ((int32_t)k + 127) << 23;
+    return p * scale.f;
+}
+#endif
+
+static inline REAL sigmoid_real(REAL z) { return (REAL)1 / ((REAL)1 + exp_real(-z)); }
+
+#if !defined(REAL_IS_DOUBLE) && defined(__GNUC__)
+/* Eight sigmoids at once with GCC/Clang vector extensions (compiled to AVX, SSE or scalar code,
+ * whatever the target has): the same arithmetic as exp_real, written so that the bit
+ * reinterpretation of 2^k does not stop vectorisation. */
+typedef float float8 __attribute__((vector_size(32)));
+typedef int32_t int8x __attribute__((vector_size(32)));
+
+static inline float8 select8(int8x mask, float8 yes, float8 no) {
+    return (float8)(((int8x)yes & mask) | ((int8x)no & ~mask));
+}
+
+static inline float8 exp8(float8 x) {
+    const float8 low = {-87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f};
+    const float8 high = {88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f};
+    x = select8(x < low, low, x);
+    x = select8(x > high, high, x);
+    /* floor(x log2 e + 1/2): the argument is above -127, so truncating (t + 128) floors it. */
+    int8x k = __builtin_convertvector(x * 1.44269504088896341f + 128.5f, int8x) - 128;
+    float8 kf = __builtin_convertvector(k, float8);
+    float8 r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float8 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (float8)((k + 127) << 23);
+}
+
+/* s[i] = sigmoid(z[i]) for i < n. */
+static inline void sigmoid_array(const float *restrict z, float *restrict s, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float8 v;
+        memcpy(&v, z + i, sizeof v);
+        v = 1.0f / (1.0f + exp8(-v));
+        memcpy(s + i, &v, sizeof v);
+    }
+    for (; i < n; ++i) s[i] = sigmoid_real(z[i]);
+}
+#else
+static inline void sigmoid_array(const REAL *restrict z, REAL *restrict s, int n) {
+    for (int i = 0; i < n; ++i) s[i] = sigmoid_real(z[i]);
+}
+#endif
+
+/* Rows are processed in blocks of BLOCK (edge, frame) rows: the matrix-vector products of a
+ * block interleave BLOCK independent accumulations, so they run at FMA throughput instead of
+ * waiting on one dependency chain per row. */
+#define BLOCK 16
+
+/* Per-block activations, each [BLOCK, H] with row stride H. */
+typedef struct {
+    REAL pre[BLOCK * MAX_H], s1[BLOCK * MAX_H], a1[BLOCK * MAX_H];
+    REAL z2[BLOCK * MAX_H], s2[BLOCK * MAX_H], m[BLOCK * MAX_H];
+    REAL z3[BLOCK * MAX_H], s3[BLOCK * MAX_H];
+    int64_t dst[BLOCK], src[BLOCK], edge[BLOCK], frame[BLOCK];
+} Block;
+
+/* Rows and outputs are taken GROUP at a time in the small matrix products below, so that the
+ * accumulators of a group stay in registers and GROUP independent FMA chains overlap. */
+#define GROUP 4
+
+/* out[r, :] = bias + in[r, :] @ Wt (Wt [H_in = H, H_out = H], row-major) for r < n. */
+static inline __attribute__((always_inline)) void block_linear(
+    const int H, int n, const REAL *restrict in, const REAL *restrict Wt,
+    const REAL *restrict bias, REAL *restrict out) {
+    int r = 0;
+    for (; r + GROUP <= n; r += GROUP) {
+        REAL acc[GROUP][MAX_H];
+        for (int j = 0; j < GROUP; ++j)
+            for (int o = 0; o < H; ++o) acc[j][o] = bias[o];
+        for (int i = 0; i < H; ++i) {
+            const REAL *restrict column = Wt + (int64_t)i * H;
+            for (int j = 0; j < GROUP; ++j) {
+                const REAL a = in[(r + j) * H + i];
+                for (int o = 0; o < H; ++o) acc[j][o] += a * column[o];
+            }
+        }
+        for (int j = 0; j < GROUP; ++j)
+            for (int o = 0; o < H; ++o) out[(r + j) * H + o] = acc[j][o];
+    }
+    for (; r < n; ++r) {
+        REAL *restrict row = out + r * H;
+        for (int o = 0; o < H; ++o) row[o] = bias[o];
+        for (int i = 0; i < H; ++i) {
+            const REAL a = in[r * H + i];
+            const REAL *restrict column = Wt + (int64_t)i * H;
+            for (int o = 0; o < H; ++o) row[o] += a * column[o];
+        }
+    }
+}
+
+/* The forward of rows first .. first + n - 1 (flat index edge * T + frame); fills the block and
+ * writes each row's coordinate weight to c (may be NULL). */
+static inline __attribute__((always_inline)) void block_forward(
+    const int H, int64_t first, int n, int64_t T, const REAL *R, const REAL *S,
+    const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *restrict w_r,
+    const REAL *C, const REAL *W2t, const REAL *b2, const REAL *W3t, const REAL *b3,
+    const REAL *restrict w4, Block *restrict b, REAL *c) {
+    for (int r = 0; r < n; ++r) {
+        const int64_t row = first + r, e = row / T, t = row - e * T;
+        b->edge[r] = e;
+        b->frame[r] = t;
+        b->dst[r] = dst[e];
+        b->src[r] = src[e];
+        const REAL *restrict receiver = R + (b->dst[r] * T + t) * H;
+        const REAL *restrict sender = S + (b->src[r] * T + t) * H;
+        const REAL rad = radial[row];
+        REAL *restrict p = b->pre + r * H;
+        for (int k = 0; k < H; ++k) p[k] = receiver[k] + sender[k] + rad * w_r[k];
+        if (C) {
+            const REAL *restrict edge_term = C + e * H;
+            for (int k = 0; k < H; ++k) p[k] += edge_term[k];
+        }
+    }
+    const int size = n * H;
+    sigmoid_array(b->pre, b->s1, size);
+    for (int k = 0; k < size; ++k) b->a1[k] = b->pre[k] * b->s1[k];
+    block_linear(H, n, b->a1, W2t, b2, b->z2);
+    sigmoid_array(b->z2, b->s2, size);
+    for (int k = 0; k < size; ++k) b->m[k] = b->z2[k] * b->s2[k];
+    block_linear(H, n, b->m, W3t, b3, b->z3);
+    sigmoid_array(b->z3, b->s3, size);
+    if (c) {
+        for (int r = 0; r < n; ++r) {
+            REAL sum = 0;
+            for (int o = 0; o < H; ++o) sum += w4[o] * b->z3[r * H + o] * b->s3[r * H + o];
+            c[first + r] = sum;
+        }
+    }
+}
+
+static int thread_count(int requested) {
+#ifdef _OPENMP
+    return requested > 0 ? requested : 1;
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+static int thread_index(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The thread's share of the edges, [*begin, *end): contiguous, so edges are never shared. */
+static void edge_share(int64_t E, int threads, int me, int64_t *begin, int64_t *end) {
+    *begin = E * me / threads;
+    *end = E * (me + 1) / threads;
+}
+
+/* One thread's share of the forward; `mine` is its aggregation buffer (NULL: no aggregation). */
+static inline __attribute__((always_inline)) void forward_thread(
+    const int H, int me, int threads, int64_t E, int64_t T, const REAL *R, const REAL *S,
+    const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *w_r, const REAL *C,
+    const REAL *W2t, const REAL *b2, const REAL *W3t, const REAL *b3, const REAL *w4,
+    REAL *mine, REAL *c, int *failed) {
+    Block *b = malloc(sizeof(Block));
+    if (!b) {
+        *failed = 1;
+        return;
+    }
+    int64_t begin, end;
+    edge_share(E, threads, me, &begin, &end);
+    for (int64_t first = begin * T; first < end * T; first += BLOCK) {
+        const int n = (int)(end * T - first < BLOCK ? end * T - first : BLOCK);
+        if (n == BLOCK)
+            block_forward(H, first, BLOCK, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t, b3,
+                          w4, b, c);
+        else
+            block_forward(H, first, n, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t, b3, w4,
+                          b, c);
+        if (!mine) continue;
+        for (int r = 0; r < n; ++r) {
+            REAL *restrict out = mine + (b->dst[r] * T + b->frame[r]) * H;
+            const REAL *restrict message = b->m + r * H;
+            for (int o = 0; o < H; ++o) out[o] += message[o];
+        }
+    }
+    free(b);
+}
+
+/* agg (zeroed by the caller, or NULL to skip the aggregation) and c are written. `scratch` holds
+ * (threads - 1) zeroed [V, T, H] buffers when agg is given and threads > 1. Returns 0, or -1 when
+ * a thread could not allocate its block buffers. The hidden sizes 16 (ESTAG's) and 64 (EGNN's)
+ * get code specialised for them (the OpenMP region dispatches inside, so each thread runs the
+ * specialised loop). */
+int edge_mlp_forward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R, const REAL *S,
+                     const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *w_r,
+                     const REAL *C, const REAL *W2t, const REAL *b2, const REAL *W3t,
+                     const REAL *b3, const REAL *w4, REAL *agg, REAL *c, int threads,
+                     REAL *scratch) {
+    threads = thread_count(threads);
+    const int64_t node_size = V * T * H;
+    int failed = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        const int me = thread_index();
+        REAL *mine = agg ? (me == 0 ? agg : scratch + (int64_t)(me - 1) * node_size) : NULL;
+        int my_failure = 0;
+        if (H == 16)
+            forward_thread(16, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t,
+                           b3, w4, mine, c, &my_failure);
+        else if (H == 64)
+            forward_thread(64, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t,
+                           b3, w4, mine, c, &my_failure);
+        else
+            forward_thread((int)H, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2,
+                           W3t, b3, w4, mine, c, &my_failure);
+        if (my_failure) {
+#pragma omp atomic write
+            failed = 1;
+        }
+    }
+    if (agg && threads > 1) {
+        for (int k = 0; k < threads - 1; ++k) {
+            const REAL *restrict other = scratch + (int64_t)k * node_size;
+            for (int64_t j = 0; j < node_size; ++j) agg[j] += other[j];
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+/* Weight gradients, per thread: W2, W3 [H, H]; b2, b3, w4, w_r [H]. */
+#define WEIGHT_GRAD_SIZE(H) (2 * (H) * (H) + 4 * (H))
+
+/* silu'(z) = s (1 + z (1 - s)) with s = sigmoid(z). */
+#define SILU_GRAD(z, s) ((s) * ((REAL)1 + (z) * ((REAL)1 - (s))))
+
+typedef struct {
+    REAL g_z3[BLOCK * MAX_H], g_m[BLOCK * MAX_H], g_z2[BLOCK * MAX_H], g_pre[BLOCK * MAX_H];
+} BlockGrad;
+
+/* g_in[r, :] (+)= g_out[r, :] @ W (W [H_out, H_in] row-major, torch's Linear.weight) and
+ * g_W += g_out^T in, for r < n; g_in is overwritten unless `accumulate`. */
+static inline __attribute__((always_inline)) void block_linear_backward(
+    const int H, int n, const REAL *restrict g_out, const REAL *restrict in,
+    const REAL *restrict W, REAL *restrict g_W, REAL *restrict g_in, int accumulate) {
+    int r = 0;
+    for (; r + GROUP <= n; r += GROUP) {
+        REAL acc[GROUP][MAX_H];
+        for (int j = 0; j < GROUP; ++j)
+            for (int k = 0; k < H; ++k) acc[j][k] = accumulate ? g_in[(r + j) * H + k] : 0;
+        for (int o = 0; o < H; ++o) {
+            const REAL *restrict row_w = W + (int64_t)o * H;
+            for (int j = 0; j < GROUP; ++j) {
+                const REAL g = g_out[(r + j) * H + o];
+                for (int k = 0; k < H; ++k) acc[j][k] += g * row_w[k];
+            }
+        }
+        for (int j = 0; j < GROUP; ++j)
+            for (int k = 0; k < H; ++k) g_in[(r + j) * H + k] = acc[j][k];
+    }
+    for (; r < n; ++r) {
+        REAL *restrict target = g_in + r * H;
+        if (!accumulate)
+            for (int k = 0; k < H; ++k) target[k] = 0;
+        for (int o = 0; o < H; ++o) {
+            const REAL g = g_out[r * H + o];
+            const REAL *restrict row_w = W + (int64_t)o * H;
+            for (int k = 0; k < H; ++k) target[k] += g * row_w[k];
+        }
+    }
+    int o = 0;
+    for (; o + GROUP <= H; o += GROUP) {
+        REAL acc[GROUP][MAX_H];
+        for (int j = 0; j < GROUP; ++j)
+            for (int k = 0; k < H; ++k) acc[j][k] = g_W[(int64_t)(o + j) * H + k];
+        for (int q = 0; q < n; ++q) {
+            const REAL *restrict a = in + q * H;
+            for (int j = 0; j < GROUP; ++j) {
+                const REAL g = g_out[q * H + o + j];
+                for (int k = 0; k < H; ++k) acc[j][k] += g * a[k];
+            }
+        }
+        for (int j = 0; j < GROUP; ++j)
+            for (int k = 0; k < H; ++k) g_W[(int64_t)(o + j) * H + k] = acc[j][k];
+    }
+    for (; o < H; ++o) {
+        REAL *restrict row_g = g_W + (int64_t)o * H;
+        for (int q = 0; q < n; ++q) {
+            const REAL g = g_out[q * H + o];
+            for (int k = 0; k < H; ++k) row_g[k] += g * in[q * H + k];
+        }
+    }
+}
+
+/* The backward of rows first .. first + n - 1 into this thread's gradient buffers. */
+static inline __attribute__((always_inline)) void block_backward(
+    const int H, int64_t first, int n, int64_t T, const REAL *R, const REAL *S,
+    const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *restrict w_r,
+    const REAL *C, const REAL *W2, const REAL *W2t, const REAL *b2, const REAL *W3,
+    const REAL *W3t, const REAL *b3, const REAL *restrict w4, const REAL *grad_agg,
+    const REAL *grad_c, REAL *my_R, REAL *my_S, REAL *grad_radial, REAL *grad_C,
+    REAL *restrict my_w, Block *restrict b, BlockGrad *restrict g) {
+    REAL *g_W2 = my_w, *g_W3 = my_w + H * H, *g_b2 = my_w + 2 * H * H;
+    REAL *g_b3 = g_b2 + H, *g_w4 = g_b3 + H, *g_wr = g_w4 + H;
+    block_forward(H, first, n, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t, b3, w4, b, NULL);
+    /* c = w4 . silu(z3) */
+    for (int r = 0; r < n; ++r) {
+        const REAL gc = grad_c[first + r];
+        for (int o = 0; o < H; ++o) {
+            const int k = r * H + o;
+            g_w4[o] += gc * b->z3[k] * b->s3[k];
+            g->g_z3[k] = gc * w4[o] * SILU_GRAD(b->z3[k], b->s3[k]);
+            g_b3[o] += g->g_z3[k];
+        }
+    }
+    /* m feeds z3 = W3 m + b3 and the aggregation onto dst. */
+    for (int r = 0; r < n; ++r) {
+        REAL *restrict target = g->g_m + r * H;
+        if (grad_agg) {
+            const REAL *restrict source = grad_agg + (b->dst[r] * T + b->frame[r]) * H;
+            for (int k = 0; k < H; ++k) target[k] = source[k];
+        } else {
+            for (int k = 0; k < H; ++k) target[k] = 0;
+        }
+    }
+    block_linear_backward(H, n, g->g_z3, b->m, W3, g_W3, g->g_m, 1);
+    for (int k = 0; k < n * H; ++k) g->g_z2[k] = g->g_m[k] * SILU_GRAD(b->z2[k], b->s2[k]);
+    for (int r = 0; r < n; ++r)
+        for (int o = 0; o < H; ++o) g_b2[o] += g->g_z2[r * H + o];
+    /* g_pre first holds the gradient of a1 = silu(pre). */
+    block_linear_backward(H, n, g->g_z2, b->a1, W2, g_W2, g->g_pre, 0);
+    for (int k = 0; k < n * H; ++k) g->g_pre[k] *= SILU_GRAD(b->pre[k], b->s1[k]);
+    for (int r = 0; r < n; ++r) {
+        const int64_t row = first + r;
+        const REAL *restrict gp = g->g_pre + r * H;
+        REAL g_r = 0;
+        for (int k = 0; k < H; ++k) {
+            g_r += gp[k] * w_r[k];
+            g_wr[k] += gp[k] * radial[row];
+        }
+        grad_radial[row] = g_r;
+        REAL *restrict out_R = my_R + (b->dst[r] * T + b->frame[r]) * H;
+        REAL *restrict out_S = my_S + (b->src[r] * T + b->frame[r]) * H;
+        for (int k = 0; k < H; ++k) {
+            out_R[k] += gp[k];
+            out_S[k] += gp[k];
+        }
+        if (grad_C) {
+            REAL *restrict out_C = grad_C + b->edge[r] * H; /* edges are per thread */
+            for (int k = 0; k < H; ++k) out_C[k] += gp[k];
+        }
+    }
+}
+
+/* One thread's share of the backward into its own node and weight gradient buffers. */
+static inline __attribute__((always_inline)) void backward_thread(
+    const int H, int me, int threads, int64_t E, int64_t T, const REAL *R, const REAL *S,
+    const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *w_r, const REAL *C,
+    const REAL *W2, const REAL *W2t, const REAL *b2, const REAL *W3, const REAL *W3t,
+    const REAL *b3, const REAL *w4, const REAL *grad_agg, const REAL *grad_c, REAL *my_R,
+    REAL *my_S, REAL *grad_radial, REAL *grad_C, REAL *my_w, int *failed) {
+    Block *b = malloc(sizeof(Block));
+    BlockGrad *g = malloc(sizeof(BlockGrad));
+    if (!b || !g) {
+        free(b);
+        free(g);
+        *failed = 1;
+        return;
+    }
+    int64_t begin, end;
+    edge_share(E, threads, me, &begin, &end);
+    for (int64_t first = begin * T; first < end * T; first += BLOCK) {
+        const int n = (int)(end * T - first < BLOCK ? end * T - first : BLOCK);
+        if (n == BLOCK)
+            block_backward(H, first, BLOCK, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2, W3,
+                           W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C, my_w,
+                           b, g);
+        else
+            block_backward(H, first, n, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2, W3, W3t,
+                           b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C, my_w, b,
+                           g);
+    }
+    free(b);
+    free(g);
+}
+
+/* grad_agg may be NULL (aggregation unused); grad_R, grad_S, grad_C (NULL without C) must be
+ * zeroed by the caller; grad_radial and the weight gradients [W2 | W3 | b2 | b3 | w4 | w_r] are
+ * written. `scratch` holds 2 (threads - 1) [V, T, H] node buffers and threads weight buffers,
+ * all zeroed. Returns 0, or -1 when a thread could not allocate its block buffers. */
+int edge_mlp_backward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R, const REAL *S,
+                      const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *w_r,
+                      const REAL *C, const REAL *W2, const REAL *W2t, const REAL *b2,
+                      const REAL *W3, const REAL *W3t, const REAL *b3, const REAL *w4,
+                      const REAL *grad_agg, const REAL *grad_c, REAL *grad_R, REAL *grad_S,
+                      REAL *grad_radial, REAL *grad_C, REAL *grad_weights, int threads,
+                      REAL *scratch) {
+    threads = thread_count(threads);
+    const int64_t node_size = V * T * H;
+    const int64_t weight_size = WEIGHT_GRAD_SIZE(H);
+    /* scratch: (threads - 1) x (grad_R, grad_S) node buffers, then threads x weight buffers. */
+    REAL *weight_scratch = scratch + (int64_t)(threads - 1) * 2 * node_size;
+    int failed = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        const int me = thread_index();
+        REAL *my_R = me == 0 ? grad_R : scratch + (int64_t)(me - 1) * 2 * node_size;
+        REAL *my_S = me == 0 ? grad_S : my_R + node_size;
+        REAL *my_w = weight_scratch + (int64_t)me * weight_size;
+        int my_failure = 0;
+        if (H == 16)
+            backward_thread(16, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2,
+                            W3, W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C,
+                            my_w, &my_failure);
+        else if (H == 64)
+            backward_thread(64, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2,
+                            W3, W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C,
+                            my_w, &my_failure);
+        else
+            backward_thread((int)H, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2, W2t,
+                            b2, W3, W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial,
+                            grad_C, my_w, &my_failure);
+        if (my_failure) {
+#pragma omp atomic write
+            failed = 1;
+        }
+    }
+    for (int k = 0; k < threads - 1; ++k) {
+        const REAL *restrict other_R = scratch + (int64_t)k * 2 * node_size;
+        const REAL *restrict other_S = other_R + node_size;
+        for (int64_t n = 0; n < node_size; ++n) {
+            grad_R[n] += other_R[n];
+            grad_S[n] += other_S[n];
+        }
+    }
+    for (int k = 1; k < threads; ++k) {
+        const REAL *restrict other = weight_scratch + (int64_t)k * weight_size;
+        for (int64_t j = 0; j < weight_size; ++j) weight_scratch[j] += other[j];
+    }
+    memcpy(grad_weights, weight_scratch, sizeof(REAL) * weight_size);
+    return failed ? -1 : 0;
+}
+
+int edge_mlp_max_hidden(void) { return MAX_H; }
+
+int edge_mlp_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
