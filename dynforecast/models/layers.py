@@ -225,15 +225,35 @@ def messages_and_coordinate_weights(
     """sum_{j -> i} m_ij per node (None without ``aggregate``) and the coordinate weights
     phi_x(m_ij) of every edge: the edge half of an EGNN/ESTAG layer.
 
-    On the CPU in float32/float64 this is one fused kernel (`dynforecast.ops.fused_edge`: no
-    [E, *S, H] tensor is stored for the backward); elsewhere (CUDA, autocast, torch.compile, no C
-    compiler) the same function in torch ops. Shapes: h [V, *S, H], squared_distance
+    On the CPU in float32/float64 and for H <= 16 this is one fused kernel
+    (`dynforecast.ops.fused_edge`: no [E, *S, H] tensor is stored for the backward); elsewhere
+    (CUDA, autocast, torch.compile, wider layers, no C compiler) the same function in torch ops. Shapes: h [V, *S, H], squared_distance
     [E, *S, 1], edge_features [E, F] or None -> [V, *S, H] or None, [E, *S, 1].
     """
     if not use_fused_edge(h, message.hidden_dim):
         messages = message(h, edge_src, edge_dst, squared_distance, edge_features)
         aggregated = scatter_sum(messages, edge_dst, h.shape[0]) if aggregate else None
         return aggregated, coordinate(messages)
+    return fused_messages_and_coordinate_weights(
+        message, coordinate, h, edge_src, edge_dst, squared_distance, edge_features, aggregate
+    )
+
+
+def fused_messages_and_coordinate_weights(
+    message: EdgeMessageMLP,
+    coordinate: CoordinateHead,
+    h: Tensor,
+    edge_src: Tensor,
+    edge_dst: Tensor,
+    squared_distance: Tensor,
+    edge_features: Tensor | None,
+    aggregate: bool = True,
+) -> tuple[Tensor | None, Tensor]:
+    """`messages_and_coordinate_weights` through the fused kernel, whatever the width.
+
+    Raises:
+        RuntimeError: the kernel is unavailable (`dynforecast.ops.fused_edge`).
+    """
     hidden = message.hidden_dim
     receiver, sender = message.node_projections(h)
     extra = math.prod(h.shape[1:-1])  # T for ESTAG, 1 for EGNN

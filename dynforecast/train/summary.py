@@ -32,6 +32,27 @@ def device_line(device: torch.device, threads: ThreadChoice | None = None) -> st
     return f"{name}, {count} thread{'' if count == 1 else 's'}{source}"
 
 
+EDGE_KERNEL_MODELS = ("estag", "egnn")
+
+
+def uses_edge_kernel(device: torch.device, config: TrainConfig) -> bool:
+    """Whether this run's model has the edge MLP that `dynforecast.ops.fused_edge` can fuse."""
+    return device.type == "cpu" and config.model.name in EDGE_KERNEL_MODELS
+
+
+def edge_kernel_line(config: TrainConfig) -> str:
+    """Which path the CPU edge MLP takes: "fused C kernel (compiled with cc -march=native
+    -fopenmp)" or "torch ops (<why>)"; fp32 is what the CPU trains in."""
+    from dynforecast.ops.fused_edge import fused_edge_available
+
+    if config.optim.compile:
+        return "torch ops, compiled by torch.compile (--compile)"
+    if config.optim.precision != "fp32":
+        return f"torch ops (precision {config.optim.precision} runs under autocast)"
+    available, reason = fused_edge_available(torch.float32)
+    return f"fused C kernel ({reason})" if available else f"torch ops ({reason})"
+
+
 def window_line(spec: WindowSpec, step: float, time_unit: str) -> str:
     """The window in frames and time units, e.g. "T=10 frames 5 apart, target 5 frames after
     the last (past 45 ps, horizon 5 ps)"; ``step`` is the time between stored frames (0 when
@@ -101,6 +122,7 @@ def start_block(
         *([f"processes  {processes}"] if processes else []),
         f"model      {config.model.name}, {n_parameters:,} parameters"
         + (f" (protocol {config.protocol})" if config.protocol else ""),
+        *([f"kernels    {edge_kernel_line(config)}"] if uses_edge_kernel(device, config) else []),
         f"frames     {dataset.frames_description}",
         f"window     {window_line(dataset.spec, dataset.time_step, time_unit)}",
         f"graph      {kind}, mean in-degree {degree:.3g}",

@@ -247,8 +247,8 @@ static inline __attribute__((always_inline)) void forward_thread(
 
 /* agg (zeroed by the caller, or NULL to skip the aggregation) and c are written. `scratch` holds
  * (threads - 1) zeroed [V, T, H] buffers when agg is given and threads > 1. Returns 0, or -1 when
- * a thread could not allocate its block buffers. The hidden sizes 16 (ESTAG's) and 64 (EGNN's)
- * get code specialised for them (the OpenMP region dispatches inside, so each thread runs the
+ * a thread could not allocate its block buffers. The hidden size 16 (ESTAG's default) gets code
+ * specialised for it (the OpenMP region dispatches inside, so each thread runs the
  * specialised loop). */
 int edge_mlp_forward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R, const REAL *S,
                      const int64_t *dst, const int64_t *src, const REAL *radial, const REAL *w_r,
@@ -265,9 +265,6 @@ int edge_mlp_forward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R, 
         int my_failure = 0;
         if (H == 16)
             forward_thread(16, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t,
-                           b3, w4, mine, c, &my_failure);
-        else if (H == 64)
-            forward_thread(64, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2, W3t,
                            b3, w4, mine, c, &my_failure);
         else
             forward_thread((int)H, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2t, b2,
@@ -468,10 +465,6 @@ int edge_mlp_backward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R,
         int my_failure = 0;
         if (H == 16)
             backward_thread(16, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2,
-                            W3, W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C,
-                            my_w, &my_failure);
-        else if (H == 64)
-            backward_thread(64, me, threads, E, T, R, S, dst, src, radial, w_r, C, W2, W2t, b2,
                             W3, W3t, b3, w4, grad_agg, grad_c, my_R, my_S, grad_radial, grad_C,
                             my_w, &my_failure);
         else
