@@ -20,7 +20,7 @@ from dynforecast.models.layers import (
     fused_messages_and_coordinate_weights,
     messages_and_coordinate_weights,
 )
-from dynforecast.ops import fused_edge
+from dynforecast.ops import c_kernels
 from dynforecast.ops.fused_edge import fused_edge_available, fused_edge_mlp, use_fused_edge
 from dynforecast.ops.scatter import scatter_sum
 from tests.model_batches import make_batch
@@ -221,7 +221,7 @@ def test_switch_autocast_and_compile_paths_use_torch(monkeypatch):
 
 
 def test_a_failed_build_falls_back_and_says_why(monkeypatch, tmp_path):
-    monkeypatch.setattr(fused_edge, "_builds", {})
+    monkeypatch.setattr(c_kernels, "_builds", {})
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
     available, reason = fused_edge_available(torch.float32)
@@ -231,7 +231,7 @@ def test_a_failed_build_falls_back_and_says_why(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match=r"^fused edge kernel unavailable: .*no-such-compiler"):
         fused_edge_mlp(*[torch.zeros(1)] * 12)
     monkeypatch.delenv("CC")
-    monkeypatch.setattr(fused_edge, "_builds", {})
+    monkeypatch.setattr(c_kernels, "_builds", {})
     available, reason = fused_edge_available(torch.float32)  # a fresh build in the new cache
     assert available, reason
     assert list((tmp_path / "cache" / "kernels").glob("edge_mlp-*.so"))

@@ -11,143 +11,49 @@ the coordinate weight c. Torch needs about 30 passes over [E, T, H] tensors for 
 and backward); the kernel keeps every row in registers, and its backward recomputes the row
 instead of reading saved activations, so training keeps no [E, T, H] tensor alive at all.
 
-The C source (``csrc/edge_mlp.c``) is compiled on first use with the system's C compiler
-(``$CC``, else ``cc``; ``-O3 -march=native``, OpenMP where it links) into
-``$DYNFORECAST_CACHE/kernels`` (default ``~/.cache/dynforecast/kernels``), keyed by the
-source, the flags and the CPU's feature flags, so nodes of a heterogeneous cluster sharing a home
-directory never load each other's builds. Where no compiler works the models use the torch path
-(same function; `fused_edge_available` says which is active and why). ``DYNFORECAST_FUSED=0``
-turns the kernel off. It is used for float32 and float64 CPU tensors outside autocast and
-outside ``torch.compile`` (which fuses the torch path itself). Its backward is not
-differentiable again (no double backward; forecasting needs none).
+The C source (``csrc/edge_mlp.c``) is built on first use (`dynforecast.ops.c_kernels`: the
+system's C compiler, ``-O3 -march=native``, OpenMP where it links, cached per CPU). Where no
+compiler works the models use the torch path (same function; `fused_edge_available` says which
+is active and why). ``DYNFORECAST_FUSED=0`` turns the kernel off. It is used for float32 and
+float64 CPU tensors outside autocast and outside ``torch.compile`` (which fuses the torch path
+itself), for layers up to `FUSED_MAX_HIDDEN` wide. Its backward is not differentiable again (no
+double backward; forecasting needs none).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-SOURCE = Path(__file__).with_name("csrc") / "edge_mlp.c"
-ENV_SWITCH = "DYNFORECAST_FUSED"
-_BASE_FLAGS = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-ffp-contract=fast"]
-_DTYPE_FLAGS = {
-    torch.float32: ["-DREAL=float"],
-    torch.float64: ["-DREAL=double", "-DREAL_IS_DOUBLE"],
-}
-_SIGNATURE_INT = ctypes.c_int64
+from dynforecast.ops.c_kernels import load_kernel, pointer
+
+KERNEL = "edge_mlp"
+_INT = ctypes.c_int64
 _POINTER = ctypes.c_void_p
-
-
-@dataclass
-class _Build:
-    library: ctypes.CDLL | None
-    reason: str
-
-
-_builds: dict[torch.dtype, _Build] = {}
-_lock = threading.Lock()
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("DYNFORECAST_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "dynforecast"
-    return base / "kernels"
-
-
-def _cpu_signature() -> str:
-    """The CPU's feature flags (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
-    """Compile the source to ``target`` atomically; None on success, else the reason."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        partial = Path(scratch) / target.name
-        command = [compiler, *flags, str(SOURCE), "-o", str(partial), "-lm"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"{compiler}: {error}"
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
-            return f"{compiler} exited with {result.returncode}: {last}"
-        os.replace(partial, target)  # concurrent ranks: the last complete build wins, whole
-    return None
-
-
-def _load(dtype: torch.dtype) -> _Build:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return _Build(None, "no C compiler found ($CC, cc, gcc)")
-    source = SOURCE.read_bytes()
-    reasons = []
-    # OpenMP first; then without it (single-threaded), then without -march=native.
-    for extra in (["-march=native", "-fopenmp"], ["-march=native"], []):
-        flags = _BASE_FLAGS + extra + _DTYPE_FLAGS[dtype]
-        key = hashlib.sha256(
-            source + " ".join([compiler, *flags]).encode() + _cpu_signature().encode()
-        ).hexdigest()[:16]
-        target = _cache_dir() / f"edge_mlp-{key}.so"
-        if not target.exists():
-            reason = _compile(compiler, flags, target)
-            if reason is not None:
-                reasons.append(reason)
-                continue
-        try:
-            library = ctypes.CDLL(str(target))
-        except OSError as error:
-            reasons.append(str(error))
-            continue
-        _declare(library)
-        return _Build(library, f"built with {compiler} {' '.join(extra)}".strip())
-    return _Build(None, "; ".join(reasons))
 
 
 def _declare(library: ctypes.CDLL) -> None:
     forward = library.edge_mlp_forward
-    forward.argtypes = [_SIGNATURE_INT] * 4 + [_POINTER] * 14 + [ctypes.c_int, _POINTER]
-    forward.restype = None
+    forward.argtypes = [_INT] * 4 + [_POINTER] * 14 + [ctypes.c_int, _POINTER]
+    forward.restype = ctypes.c_int
     backward = library.edge_mlp_backward
-    backward.argtypes = [_SIGNATURE_INT] * 4 + [_POINTER] * 21 + [ctypes.c_int, _POINTER]
-    backward.restype = None
-    library.edge_mlp_max_hidden.restype = ctypes.c_int
-    library.edge_mlp_has_openmp.restype = ctypes.c_int
+    backward.argtypes = [_INT] * 4 + [_POINTER] * 21 + [ctypes.c_int, _POINTER]
+    backward.restype = ctypes.c_int
 
 
-def _build(dtype: torch.dtype) -> _Build:
-    with _lock:
-        if dtype not in _builds:
-            _builds[dtype] = _load(dtype)
-        return _builds[dtype]
+def _library(dtype: torch.dtype) -> ctypes.CDLL:
+    library = load_kernel(KERNEL, dtype, _declare).library
+    assert library is not None
+    return library
 
 
 def fused_edge_available(dtype: torch.dtype = torch.float32) -> tuple[bool, str]:
     """Whether the fused kernel runs for ``dtype`` on the CPU, and why (compiler, or the cause)."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return False, f"{ENV_SWITCH}=0"
-    if dtype not in _DTYPE_FLAGS:
-        return False, f"dtype {dtype} (float32 and float64 only)"
-    build = _build(dtype)
+    build = load_kernel(KERNEL, dtype, _declare)
     return build.library is not None, build.reason
 
 
@@ -169,10 +75,6 @@ def use_fused_edge(reference: Tensor, hidden_dim: int) -> bool:
     return available
 
 
-def _pointer(tensor: Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()
-
-
 class _FusedEdgeMLP(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -191,8 +93,7 @@ class _FusedEdgeMLP(torch.autograd.Function):
         w4: Tensor,
         aggregate: bool,
     ) -> tuple[Tensor, Tensor]:
-        library = _build(receiver.dtype).library
-        assert library is not None
+        library = _library(receiver.dtype)
         num_nodes, rows, hidden = receiver.shape
         num_edges = edge_dst.shape[0]
         threads = max(1, torch.get_num_threads())
@@ -207,12 +108,14 @@ class _FusedEdgeMLP(torch.autograd.Function):
         scratch = None
         if aggregate and threads > 1:
             scratch = receiver.new_zeros((threads - 1, num_nodes, rows, hidden))
-        library.edge_mlp_forward(
+        status = library.edge_mlp_forward(
             hidden, num_nodes, num_edges, rows,
-            *map(_pointer, (receiver, sender, edge_dst, edge_src, radial, radial_weight,
+            *map(pointer, (receiver, sender, edge_dst, edge_src, radial, radial_weight,
                             edge_term, w2t, b2, w3t, b3, w4, agg, weight)),
-            threads, _pointer(scratch),
+            threads, pointer(scratch),
         )  # fmt: skip
+        if status != 0:
+            raise MemoryError("fused edge kernel: a thread could not allocate its block buffers")
         ctx.aggregate = aggregate
         ctx.has_edge_term = edge_term is not None
         ctx.save_for_backward(
@@ -229,7 +132,7 @@ class _FusedEdgeMLP(torch.autograd.Function):
     def backward(ctx, grad_agg: Tensor | None, grad_weight: Tensor | None):  # type: ignore[override]
         (receiver, sender, edge_dst, edge_src, radial, radial_weight, edge_term,
          w2, w2t, b2, w3, w3t, b3, w4) = ctx.saved_tensors  # fmt: skip
-        library = _build(receiver.dtype).library
+        library = _library(receiver.dtype)
         num_nodes, rows, hidden = receiver.shape
         num_edges = edge_dst.shape[0]
         threads = max(1, torch.get_num_threads())
@@ -248,14 +151,16 @@ class _FusedEdgeMLP(torch.autograd.Function):
         scratch = receiver.new_zeros(
             (threads - 1) * 2 * num_nodes * rows * hidden + threads * grad_weights.numel()
         )
-        library.edge_mlp_backward(
+        status = library.edge_mlp_backward(
             hidden, num_nodes, num_edges, rows,
-            *map(_pointer, (receiver, sender, edge_dst, edge_src, radial, radial_weight,
+            *map(pointer, (receiver, sender, edge_dst, edge_src, radial, radial_weight,
                             edge_term, w2, w2t, b2, w3, w3t, b3, w4, grad_agg, grad_weight,
                             grad_receiver, grad_sender, grad_radial, grad_edge_term,
                             grad_weights)),
-            threads, _pointer(scratch),
+            threads, pointer(scratch),
         )  # fmt: skip
+        if status != 0:
+            raise MemoryError("fused edge kernel: a thread could not allocate its block buffers")
         square = hidden * hidden
         grad_w2 = grad_weights[:square].view(hidden, hidden)
         grad_w3 = grad_weights[square : 2 * square].view(hidden, hidden)

@@ -1,0 +1,130 @@
+"""Build, cache and load the package's C kernels (``dynforecast/ops/csrc/*.c``) through ctypes.
+
+Each kernel is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``),
+once per dtype (``-DREAL=float`` or ``double``), trying ``-O3 -march=native -fopenmp`` first,
+then without OpenMP (single-threaded), then without ``-march=native``. Builds land in
+``$DYNFORECAST_CACHE/kernels`` (default ``~/.cache/dynforecast/kernels``) under a name keyed by
+the source, the compiler and flags and the CPU's feature flags, so that nodes of a heterogeneous
+cluster sharing a home directory never load each other's ``-march=native`` builds; each build is
+written to a temporary file and renamed, so DDP ranks racing to build it are safe. No compiler,
+or a failed build, is not an error: `load_kernel` says why, and the callers use torch's path.
+``DYNFORECAST_FUSED=0`` turns every kernel off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SOURCES = Path(__file__).with_name("csrc")
+ENV_SWITCH = "DYNFORECAST_FUSED"
+BASE_FLAGS = ["-O3", "-shared", "-fPIC", "-std=gnu99", "-ffp-contract=fast"]
+DTYPE_FLAGS = {
+    torch.float32: ["-DREAL=float"],
+    torch.float64: ["-DREAL=double", "-DREAL_IS_DOUBLE"],
+}
+FLAG_CHOICES = (["-march=native", "-fopenmp"], ["-march=native"], [])
+
+
+@dataclass
+class Build:
+    """A loaded kernel library (None where it could not be built) and how it came to be."""
+
+    library: ctypes.CDLL | None
+    reason: str
+
+
+_builds: dict[tuple[str, torch.dtype], Build] = {}
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DYNFORECAST_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "dynforecast"
+    return base / "kernels"
+
+
+def _cpu_signature() -> str:
+    """The CPU's feature flags (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _compile(compiler: str, source: Path, flags: list[str], target: Path) -> str | None:
+    """Compile ``source`` to ``target`` atomically; None on success, else the reason."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        partial = Path(scratch) / target.name
+        command = [compiler, *flags, str(source), "-o", str(partial), "-lm"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{compiler}: {error}"
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+            return f"{compiler} exited with {result.returncode}: {last}"
+        os.replace(partial, target)  # racing ranks: the last complete build wins, whole
+    return None
+
+
+def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]) -> Build:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return Build(None, "no C compiler found ($CC, cc, gcc)")
+    source = SOURCES / f"{name}.c"
+    text = source.read_bytes()
+    reasons = []
+    for extra in FLAG_CHOICES:
+        flags = BASE_FLAGS + extra + DTYPE_FLAGS[dtype]
+        key = hashlib.sha256(
+            text + " ".join([compiler, *flags]).encode() + _cpu_signature().encode()
+        ).hexdigest()[:16]
+        target = cache_dir() / f"{name}-{key}.so"
+        if not target.exists():
+            reason = _compile(compiler, source, flags, target)
+            if reason is not None:
+                reasons.append(reason)
+                continue
+        try:
+            library = ctypes.CDLL(str(target))
+        except OSError as error:
+            reasons.append(str(error))
+            continue
+        declare(library)
+        return Build(library, f"built with {compiler} {' '.join(extra)}".strip())
+    return Build(None, "; ".join(reasons))
+
+
+def load_kernel(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]) -> Build:
+    """The kernel ``csrc/<name>.c`` for ``dtype``, built on first use; ``declare`` sets the
+    ctypes signatures of its functions. Cached for the process (also when the build failed)."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return Build(None, f"{ENV_SWITCH}=0")
+    if dtype not in DTYPE_FLAGS:
+        return Build(None, f"dtype {dtype} (float32 and float64 only)")
+    with _lock:
+        key = (name, dtype)
+        if key not in _builds:
+            _builds[key] = _build(name, dtype, declare)
+        return _builds[key]
+
+
+def pointer(tensor: torch.Tensor | None) -> int | None:
+    """The data pointer ctypes passes for a contiguous CPU tensor (None for NULL)."""
+    return None if tensor is None else tensor.data_ptr()
