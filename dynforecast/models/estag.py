@@ -32,6 +32,7 @@ from dynforecast.models.layers import (
     safe_unit,
     short_row_softmax,
 )
+from dynforecast.ops.fused_temporal import fused_temporal_layer, use_fused_temporal
 
 ATTENTION_MASKS = ("forward", "none")
 POOLINGS = ("etp", "softmax")
@@ -145,7 +146,15 @@ class TemporalLayer(nn.Module):
             scores = scores.masked_fill(future, max(MASKED_SCORE, torch.finfo(scores.dtype).min))
         return short_row_softmax(scores), value
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """h', x' and the attention weights; on the CPU the fused kernel
+        (`dynforecast.ops.fused_temporal`) computes h' and x' and returns no weights (None)."""
+        if use_fused_temporal(h):
+            moved_h, moved_x = fused_temporal_layer(
+                h, x, self.mask == "forward", self.first, self.query, self.key, self.value,
+                self.coordinate,
+            )  # fmt: skip
+            return moved_h, moved_x, None
         weights, value = self.attention(h)
         step_weights = weights * self.coordinate(value).transpose(1, 2)  # [V, T(t), T(s)]
         # sum_s w(t,s) (x(s) - x(t)) without forming [V, T, T, 3].

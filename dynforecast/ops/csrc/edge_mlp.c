@@ -19,90 +19,9 @@
  * compiler has it; every thread accumulates node and weight gradients privately, then the private
  * copies are summed in a fixed order, so results do not depend on scheduling.
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "kernel_math.h"
 
-#ifndef REAL
-#define REAL float
-#endif
 #define MAX_H 256
-
-#ifdef REAL_IS_DOUBLE
-static inline REAL exp_real(REAL x) { return exp(x); }
-#else
-/* exp for float, vectorisable: 2^k * exp(r), |r| <= ln2 / 2, with Cephes expf's polynomial
- * (relative error about 1e-7 on that interval); the input is clamped to expf's finite range. */
-static inline float exp_real(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    float k = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } scale;
-    scale.i = ((int32_t)k + 127) << 23;
-    return p * scale.f;
-}
-#endif
-
-static inline REAL sigmoid_real(REAL z) { return (REAL)1 / ((REAL)1 + exp_real(-z)); }
-
-#if !defined(REAL_IS_DOUBLE) && defined(__GNUC__)
-/* Eight sigmoids at once with GCC/Clang vector extensions (compiled to AVX, SSE or scalar code,
- * whatever the target has): the same arithmetic as exp_real, written so that the bit
- * reinterpretation of 2^k does not stop vectorisation. */
-typedef float float8 __attribute__((vector_size(32)));
-typedef int32_t int8x __attribute__((vector_size(32)));
-
-static inline float8 select8(int8x mask, float8 yes, float8 no) {
-    return (float8)(((int8x)yes & mask) | ((int8x)no & ~mask));
-}
-
-static inline float8 exp8(float8 x) {
-    const float8 low = {-87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f, -87.3f};
-    const float8 high = {88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f, 88.3f};
-    x = select8(x < low, low, x);
-    x = select8(x > high, high, x);
-    /* floor(x log2 e + 1/2): the argument is above -127, so truncating (t + 128) floors it. */
-    int8x k = __builtin_convertvector(x * 1.44269504088896341f + 128.5f, int8x) - 128;
-    float8 kf = __builtin_convertvector(k, float8);
-    float8 r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float8 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * (float8)((k + 127) << 23);
-}
-
-/* s[i] = sigmoid(z[i]) for i < n. */
-static inline void sigmoid_array(const float *restrict z, float *restrict s, int n) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float8 v;
-        memcpy(&v, z + i, sizeof v);
-        v = 1.0f / (1.0f + exp8(-v));
-        memcpy(s + i, &v, sizeof v);
-    }
-    for (; i < n; ++i) s[i] = sigmoid_real(z[i]);
-}
-#else
-static inline void sigmoid_array(const REAL *restrict z, REAL *restrict s, int n) {
-    for (int i = 0; i < n; ++i) s[i] = sigmoid_real(z[i]);
-}
-#endif
 
 /* Rows are processed in blocks of BLOCK (edge, frame) rows: the matrix-vector products of a
  * block interleave BLOCK independent accumulations, so they run at FMA throughput instead of
@@ -191,28 +110,8 @@ static inline __attribute__((always_inline)) void block_forward(
     }
 }
 
-static int thread_count(int requested) {
-#ifdef _OPENMP
-    return requested > 0 ? requested : 1;
-#else
-    (void)requested;
-    return 1;
-#endif
-}
 
-static int thread_index(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
-/* The thread's share of the edges, [*begin, *end): contiguous, so edges are never shared. */
-static void edge_share(int64_t E, int threads, int me, int64_t *begin, int64_t *end) {
-    *begin = E * me / threads;
-    *end = E * (me + 1) / threads;
-}
 
 /* One thread's share of the forward; `mine` is its aggregation buffer (NULL: no aggregation). */
 static inline __attribute__((always_inline)) void forward_thread(
@@ -226,7 +125,7 @@ static inline __attribute__((always_inline)) void forward_thread(
         return;
     }
     int64_t begin, end;
-    edge_share(E, threads, me, &begin, &end);
+    thread_share(E, threads, me, &begin, &end); /* edges never shared */
     for (int64_t first = begin * T; first < end * T; first += BLOCK) {
         const int n = (int)(end * T - first < BLOCK ? end * T - first : BLOCK);
         if (n == BLOCK)
@@ -286,8 +185,6 @@ int edge_mlp_forward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R, 
 /* Weight gradients, per thread: W2, W3 [H, H]; b2, b3, w4, w_r [H]. */
 #define WEIGHT_GRAD_SIZE(H) (2 * (H) * (H) + 4 * (H))
 
-/* silu'(z) = s (1 + z (1 - s)) with s = sigmoid(z). */
-#define SILU_GRAD(z, s) ((s) * ((REAL)1 + (z) * ((REAL)1 - (s))))
 
 typedef struct {
     REAL g_z3[BLOCK * MAX_H], g_m[BLOCK * MAX_H], g_z2[BLOCK * MAX_H], g_pre[BLOCK * MAX_H];
@@ -423,7 +320,7 @@ static inline __attribute__((always_inline)) void backward_thread(
         return;
     }
     int64_t begin, end;
-    edge_share(E, threads, me, &begin, &end);
+    thread_share(E, threads, me, &begin, &end); /* edges never shared */
     for (int64_t first = begin * T; first < end * T; first += BLOCK) {
         const int n = (int)(end * T - first < BLOCK ? end * T - first : BLOCK);
         if (n == BLOCK)
