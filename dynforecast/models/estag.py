@@ -32,6 +32,7 @@ from dynforecast.models.layers import (
     safe_unit,
     short_row_softmax,
 )
+from dynforecast.ops.fused_geometry import fused_edge_radial, fused_edge_shift, use_fused_geometry
 from dynforecast.ops.fused_temporal import fused_temporal_layer, use_fused_temporal
 
 ATTENTION_MASKS = ("forward", "none")
@@ -72,6 +73,19 @@ class SpatialLayer(nn.Module):
         inverse_degree: Tensor,
     ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[0]
+        if use_fused_geometry(x):
+            # the same geometry as below, as two fused CPU kernels (dynforecast.ops.fused_geometry)
+            x = x.contiguous()
+            squared_distance = fused_edge_radial(x, edge_src, edge_dst).unsqueeze(-1)
+            aggregated, coordinate_weight = messages_and_coordinate_weights(
+                self.message, self.coordinate, h, edge_src, edge_dst, squared_distance,
+                edge_features,
+            )  # fmt: skip
+            shift = fused_edge_shift(
+                x, edge_src, edge_dst, coordinate_weight.squeeze(-1), normalise=True
+            )
+            x = x + shift * inverse_degree.view(-1, 1, 1)
+            return h + self.node_update(h, aggregated, node_features), x
         difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
         aggregated, coordinate_weight = messages_and_coordinate_weights(
             self.message, self.coordinate, h, edge_src, edge_dst, squared_distance, edge_features
