@@ -23,6 +23,9 @@
 
 #define MAX_H 64
 #define MAX_T 64
+/* Rows (frames) per register-blocked group in the small matrix products: 5 divides ESTAG's
+ * T = 10, so no frame falls into the slower remainder loop. */
+#define ROWS 5
 
 typedef struct {
     REAL z1[MAX_T * 3 * MAX_H], s1[MAX_T * 3 * MAX_H], u[MAX_T * 3 * MAX_H];
@@ -99,18 +102,18 @@ static inline __attribute__((always_inline)) void linear(
     int n_in, int n_out, int T, const REAL *restrict in, int ld_in, const REAL *restrict Wt,
     const REAL *restrict b, REAL *restrict out) {
     int t = 0;
-    for (; t + 4 <= T; t += 4) {
-        REAL acc[4][3 * MAX_H];
-        for (int r = 0; r < 4; ++r)
+    for (; t + ROWS <= T; t += ROWS) {
+        REAL acc[ROWS][3 * MAX_H];
+        for (int r = 0; r < ROWS; ++r)
             for (int o = 0; o < n_out; ++o) acc[r][o] = b[o];
         for (int i = 0; i < n_in; ++i) {
             const REAL *restrict column = Wt + i * n_out;
-            for (int r = 0; r < 4; ++r) {
+            for (int r = 0; r < ROWS; ++r) {
                 const REAL a = in[(t + r) * ld_in + i];
                 for (int o = 0; o < n_out; ++o) acc[r][o] += a * column[o];
             }
         }
-        for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < ROWS; ++r)
             for (int o = 0; o < n_out; ++o) out[(t + r) * n_out + o] = acc[r][o];
     }
     for (; t < T; ++t) {
@@ -132,18 +135,18 @@ static inline __attribute__((always_inline)) void linear_backward(
     const REAL *restrict W, REAL *restrict g_W, REAL *restrict g_b, REAL *restrict g_in,
     int ld_g) {
     int t = 0;
-    for (; t + 4 <= T; t += 4) {
-        REAL acc[4][MAX_H];
-        for (int r = 0; r < 4; ++r)
+    for (; t + ROWS <= T; t += ROWS) {
+        REAL acc[ROWS][MAX_H];
+        for (int r = 0; r < ROWS; ++r)
             for (int i = 0; i < n_in; ++i) acc[r][i] = g_in[(t + r) * ld_g + i];
         for (int o = 0; o < n_out; ++o) {
             const REAL *restrict row_w = W + o * n_in;
-            for (int r = 0; r < 4; ++r) {
+            for (int r = 0; r < ROWS; ++r) {
                 const REAL g = g_out[(t + r) * n_out + o];
                 for (int i = 0; i < n_in; ++i) acc[r][i] += g * row_w[i];
             }
         }
-        for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < ROWS; ++r)
             for (int i = 0; i < n_in; ++i) g_in[(t + r) * ld_g + i] = acc[r][i];
     }
     for (; t < T; ++t) {
