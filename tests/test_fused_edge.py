@@ -267,3 +267,27 @@ def test_inputs_that_do_not_fit_are_refused():
     for change, message in cases:
         with pytest.raises(ValueError, match=message):
             fused_edge_mlp(**{**good, **change})
+
+
+def test_the_start_of_run_block_names_the_kernels_each_model_runs(monkeypatch):
+    from dataclasses import replace
+
+    from dynforecast.train.config import TrainConfig
+    from dynforecast.train.summary import kernel_line
+
+    config = TrainConfig()
+    cpu = torch.device("cpu")
+    estag, wide_egnn = create_model("estag"), create_model("egnn")
+    assert estag.cpu_kernels() == ["edge MLP", "edge geometry", "temporal attention"]
+    assert create_model("egnn", hidden_dim=16).cpu_kernels() == ["edge MLP"]
+    assert wide_egnn.cpu_kernels() == []
+    line = kernel_line(cpu, config, estag.cpu_kernels())
+    assert line.startswith("fused C: edge MLP, edge geometry, temporal attention (built with ")
+    assert kernel_line(cpu, config, wide_egnn.cpu_kernels()) is None
+    assert kernel_line(torch.device("cuda"), config, estag.cpu_kernels()) is None
+    compiled = replace(config, optim=replace(config.optim, compile=True))
+    assert kernel_line(cpu, compiled, ["edge MLP"]) == (
+        "torch ops, compiled by torch.compile (--compile)"
+    )
+    monkeypatch.setenv("DYNFORECAST_FUSED", "0")
+    assert kernel_line(cpu, config, ["edge MLP"]) == "torch ops (DYNFORECAST_FUSED=0)"

@@ -45,6 +45,11 @@ class ForecastModel(nn.Module):
         """Every registered model overrides this; the base class only fixes the signature."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(batch)")
 
+    def cpu_kernels(self) -> list[str]:
+        """The fused CPU kernels (`dynforecast.ops`) this model's layers would call on the CPU in
+        float32, when the kernels are built; [] for models that run on torch ops only."""
+        return []
+
 
 def register(name: str) -> Callable[[type[ForecastModel]], type[ForecastModel]]:
     """Class decorator adding a model to the registry under ``name``."""

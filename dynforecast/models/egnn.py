@@ -38,6 +38,7 @@ from dynforecast.models.layers import (
     mlp,
     small_init_,
 )
+from dynforecast.ops.fused_edge import FUSED_MAX_HIDDEN
 
 COORDINATE_AGGREGATIONS = ("mean", "sum")
 
@@ -162,6 +163,9 @@ class EGNN(ForecastModel):
             )
         charge = batch.node_attrs[:, :1]
         return charge.index_select(0, batch.edge_src) * charge.index_select(0, batch.edge_dst)
+
+    def cpu_kernels(self) -> list[str]:
+        return ["edge MLP"] if self.embedding.out_features <= FUSED_MAX_HIDDEN else []
 
     def forward(self, batch: WindowBatch) -> Tensor:
         velocity = self.last_velocity(batch)

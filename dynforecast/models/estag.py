@@ -32,7 +32,9 @@ from dynforecast.models.layers import (
     safe_unit,
     short_row_softmax,
 )
+from dynforecast.ops.fused_edge import FUSED_MAX_HIDDEN
 from dynforecast.ops.fused_geometry import fused_edge_radial, fused_edge_shift, use_fused_geometry
+from dynforecast.ops.fused_temporal import MAX_HIDDEN as TEMPORAL_MAX_HIDDEN
 from dynforecast.ops.fused_temporal import fused_temporal_layer, use_fused_temporal
 
 ATTENTION_MASKS = ("forward", "none")
@@ -270,6 +272,14 @@ class ESTAG(ForecastModel):
             else None
         )
         self.pooling = TemporalPooling(num_past_frames, pooling, float(extrapolation_init))
+
+    def cpu_kernels(self) -> list[str]:
+        hidden = self.node_embedding.out_features
+        kernels = ["edge MLP"] if hidden <= FUSED_MAX_HIDDEN else []
+        kernels.append("edge geometry")
+        if self.temporal is not None and hidden <= TEMPORAL_MAX_HIDDEN:
+            kernels.append("temporal attention")
+        return kernels
 
     def embed(self, batch: WindowBatch) -> Tensor:
         """h_i(t) = W z_i + b + E[t]. Shapes: batch -> [V, T, H]."""

@@ -370,6 +370,7 @@ def _train_locked(
             notes=notes,
             threads=threads,
             context=context,
+            kernels=model.cpu_kernels(),
         ):
             console.log(line)
     metadata = {

@@ -32,25 +32,22 @@ def device_line(device: torch.device, threads: ThreadChoice | None = None) -> st
     return f"{name}, {count} thread{'' if count == 1 else 's'}{source}"
 
 
-EDGE_KERNEL_MODELS = ("estag", "egnn")
+def kernel_line(device: torch.device, config: TrainConfig, kernels: Sequence[str]) -> str | None:
+    """Which fused CPU kernels the model's layers run, or why none run; None off the CPU or for
+    models without kernels. E.g. "fused C: edge MLP, edge geometry, temporal attention (built
+    with /usr/bin/cc -march=native -fopenmp)"."""
+    from dynforecast.ops.fused_geometry import fused_geometry_available
 
-
-def uses_edge_kernel(device: torch.device, config: TrainConfig) -> bool:
-    """Whether this run's model has the edge MLP that `dynforecast.ops.fused_edge` can fuse."""
-    return device.type == "cpu" and config.model.name in EDGE_KERNEL_MODELS
-
-
-def edge_kernel_line(config: TrainConfig) -> str:
-    """Which path the CPU edge MLP takes: "fused C kernel (compiled with cc -march=native
-    -fopenmp)" or "torch ops (<why>)"; fp32 is what the CPU trains in."""
-    from dynforecast.ops.fused_edge import fused_edge_available
-
+    if device.type != "cpu" or not kernels:
+        return None
     if config.optim.compile:
         return "torch ops, compiled by torch.compile (--compile)"
     if config.optim.precision != "fp32":
         return f"torch ops (precision {config.optim.precision} runs under autocast)"
-    available, reason = fused_edge_available(torch.float32)
-    return f"fused C kernel ({reason})" if available else f"torch ops ({reason})"
+    available, reason = fused_geometry_available(torch.float32)  # every kernel builds alike
+    if not available:
+        return f"torch ops ({reason})"
+    return f"fused C: {', '.join(kernels)} ({reason})"
 
 
 def window_line(spec: WindowSpec, step: float, time_unit: str) -> str:
@@ -100,10 +97,12 @@ def start_block(
     notes: Sequence[str],
     threads: ThreadChoice | None = None,
     context: DistContext | None = None,
+    kernels: Sequence[str] = (),
 ) -> list[str]:
     """The lines of the start-of-run block (without a trailing newline). ``threads`` and
     ``context`` add where the thread count came from and, under DDP, the processes and the
-    global batch (`dynforecast.train.parallel`)."""
+    global batch (`dynforecast.train.parallel`); ``kernels`` (the model's `cpu_kernels`) a line
+    naming the fused CPU kernels that run."""
     from dynforecast.train.parallel import batch_line, processes_line
 
     context = context or DistContext()
@@ -117,12 +116,13 @@ def start_block(
         for name, value in baselines.items()
     )
     processes = processes_line(context, device)
+    kernels_text = kernel_line(device, config, kernels)
     lines = [
         f"device     {device_line(device, threads)}, precision {config.optim.precision}",
         *([f"processes  {processes}"] if processes else []),
         f"model      {config.model.name}, {n_parameters:,} parameters"
         + (f" (protocol {config.protocol})" if config.protocol else ""),
-        *([f"kernels    {edge_kernel_line(config)}"] if uses_edge_kernel(device, config) else []),
+        *([f"kernels    {kernels_text}"] if kernels_text else []),
         f"frames     {dataset.frames_description}",
         f"window     {window_line(dataset.spec, dataset.time_step, time_unit)}",
         f"graph      {kind}, mean in-degree {degree:.3g}",
