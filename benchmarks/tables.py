@@ -37,9 +37,46 @@ def _number(value: float | None, scale: float) -> str:
     return "-" if value is None else f"{value * scale:.4g}"
 
 
+def data_fingerprint(record: dict) -> tuple[tuple[str, str, str], float | None]:
+    """((data set, split, model), the stay baseline's test MSE): what identifies the data a
+    model's cell was scored on. The file checksum is not used (it also changes when only the
+    file's metadata does), and the stay baseline depends on the model's window (one past frame
+    or ten give other test windows), hence the model in the key."""
+    stay = record.get("baselines", {}).get("stay")
+    key = (record["dataset"], record["split"], record["model"])
+    return key, None if stay is None else float(f"{stay:.9g}")
+
+
+def current_data(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(records on the current data, records left out).
+
+    A data set regenerated after a lost cache need not be the same trajectory (OpenMM on
+    several threads is not bit-reproducible), and seeds on two realisations must not be averaged
+    as one: per data set, split and model, the data of the most recently finished cell is
+    current; that model's cells scored on other data are left out (and listed under the table).
+    """
+    latest: dict[tuple[str, str, str], tuple[str, float | None]] = {}
+    for record in records:
+        key, stay = data_fingerprint(record)
+        finished = record.get("finished", "")
+        if key not in latest or finished > latest[key][0]:
+            latest[key] = (finished, stay)
+    kept, left_out = [], []
+    for record in records:
+        key, stay = data_fingerprint(record)
+        current = latest[key][1]
+        if stay is None or current is None or stay == current:
+            kept.append(record)
+        else:
+            left_out.append(record)
+    return kept, left_out
+
+
 def table_markdown(name: str, records: list[dict]) -> str:
-    """The Markdown of one table (title, header, rows) from its cell records."""
+    """The Markdown of one table (title, header, rows) from its cell records; cells on an
+    earlier realisation of a regenerated data set are left out and listed under the table."""
     table = TABLES[name]
+    records, left_out = current_data(records)
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[(record["dataset"], record["split"], record["model"])].append(record)
@@ -75,6 +112,31 @@ def table_markdown(name: str, records: list[dict]) -> str:
                     f"| {dataset} | {baseline} | {split} | {_number(value, table.unit_scale)} "
                     "| - | - | - | - |"
                 )
+    for dataset, split in datasets:
+        stays = sorted(
+            {
+                data_fingerprint(r)[1]
+                for r in records
+                if (r["dataset"], r["split"]) == (dataset, split)
+                and data_fingerprint(r)[1] is not None
+                and not r["model"].endswith("_paper")  # its own window: its own stay
+            }
+        )
+        if len(stays) > 1:
+            shown = ", ".join(_number(v, table.unit_scale) for v in stays)
+            lines += [
+                "",
+                f"Not comparable yet: the models of {dataset} {split} were scored on different "
+                f"realisations of the data (stay MSE {shown}); the baseline rows are one of them.",
+            ]
+    if left_out:
+        names = ", ".join(
+            f"{r['dataset']} {r['split']} {r['model']} seed {r['seed']}"
+            for r in sorted(
+                left_out, key=lambda r: (r["dataset"], r["split"], r["model"], r["seed"])
+            )
+        )
+        lines += ["", f"Left out (trained on an earlier realisation of regenerated data): {names}."]
     return "\n".join(lines)
 
 

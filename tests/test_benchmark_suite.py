@@ -46,6 +46,45 @@ def test_table_rows_mean_sd_and_unit_scale():
     assert not any("| linear |" in line for line in lines)  # not reported, not invented
 
 
+def test_seeds_on_an_earlier_realisation_of_regenerated_data_are_not_averaged_in():
+    def on(checksum, finished, model, seed, mse, stay):
+        record = _record(model, seed, mse, {"stay": stay, "constant_velocity": 1.0})
+        record.update(config={"data_checksum": checksum}, finished=finished)
+        return record
+
+    records = [
+        on("old", "2026-12-06 10:00:00", "estag", 0, 9e-4, 0.009),  # other data: other baseline
+        on("new", "2026-12-07 10:00:00", "estag", 1, 1e-4, 0.004),
+        on("renamed", "2026-12-07 11:00:00", "estag", 2, 3e-4, 0.004),  # metadata-only change
+        on("new", "2026-12-07 12:00:00", "egnn", 0, 5e-4, 0.004),
+        on("new", "2026-12-07 12:00:00", "egnn_paper", 0, 6e-4, 0.005),  # its own window
+    ]
+    lines = table_markdown("md17", records).splitlines()
+    estag = next(line for line in lines if "| estag |" in line)
+    assert estag.split("|")[4].strip() == "0.2"  # seeds 1 and 2 only
+    assert estag.split("|")[6].strip() == "1,2"
+    assert next(line for line in lines if "| egnn_paper |" in line).split("|")[6].strip() == "0"
+    stay = next(line for line in lines if "| stay |" in line)
+    assert stay.split("|")[4].strip() == "4"  # the current data's baseline
+    assert lines[-1] == (
+        "Left out (trained on an earlier realisation of regenerated data): "
+        "md17-ethanol md17_reference estag seed 0."
+    )
+
+
+def test_models_scored_on_different_data_are_flagged_as_not_comparable():
+    estag = _record("estag", 0, 1e-4, {"stay": 0.004, "constant_velocity": 1.0})
+    egnn = _record("egnn", 0, 2e-4, {"stay": 0.005, "constant_velocity": 1.0})
+    lines = table_markdown("md17", [estag, egnn]).splitlines()
+    assert lines[-1] == (
+        "Not comparable yet: the models of md17-ethanol md17_reference were scored on different "
+        "realisations of the data (stay MSE 4, 5); the baseline rows are one of them."
+    )
+    assert not any(
+        "Not comparable" in line for line in table_markdown("md17", [estag]).splitlines()
+    )
+
+
 def test_replace_block_keeps_the_rest():
     text = f"head\n{BEGIN}\nold\n{END}\ntail\n"
     assert replace_block(text, "new") == f"head\n{BEGIN}\nnew\n{END}\ntail\n"
