@@ -291,3 +291,13 @@ def test_the_start_of_run_block_names_the_kernels_each_model_runs(monkeypatch):
     )
     monkeypatch.setenv("DYNFORECAST_FUSED", "0")
     assert kernel_line(cpu, config, ["edge MLP"]) == "torch ops (DYNFORECAST_FUSED=0)"
+
+
+def test_an_unwritable_kernel_cache_falls_back_and_says_why(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(blocker))
+    available, reason = fused_edge_available(torch.float32)
+    assert not available
+    assert reason.startswith(f"cannot write the kernel cache {blocker / 'kernels'}: ")

@@ -75,7 +75,14 @@ def _cpu_signature() -> str:
 
 def _compile(compiler: str, source: Path, flags: list[str], target: Path) -> str | None:
     """Compile ``source`` to ``target`` atomically; None on success, else the reason."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return _compile_into(compiler, source, flags, target)
+    except OSError as error:  # an unwritable or mistyped cache: the torch path runs instead
+        return f"cannot write the kernel cache {target.parent}: {error.strerror or error}"
+
+
+def _compile_into(compiler: str, source: Path, flags: list[str], target: Path) -> str | None:
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
         command = [compiler, *flags, str(source), "-o", str(partial), "-lm"]
