@@ -40,34 +40,11 @@ typedef struct {
  * accumulators of a group stay in registers and GROUP independent FMA chains overlap. */
 #define GROUP 4
 
-/* out[r, :] = bias + in[r, :] @ Wt (Wt [H_in = H, H_out = H], row-major) for r < n. */
+/* out[r, :] = bias + in[r, :] @ Wt (Wt [H, H], the transposed Linear weight) for r < n. */
 static inline __attribute__((always_inline)) void block_linear(
     const int H, int n, const REAL *restrict in, const REAL *restrict Wt,
     const REAL *restrict bias, REAL *restrict out) {
-    int r = 0;
-    for (; r + GROUP <= n; r += GROUP) {
-        REAL acc[GROUP][MAX_H];
-        for (int j = 0; j < GROUP; ++j)
-            for (int o = 0; o < H; ++o) acc[j][o] = bias[o];
-        for (int i = 0; i < H; ++i) {
-            const REAL *restrict column = Wt + (int64_t)i * H;
-            for (int j = 0; j < GROUP; ++j) {
-                const REAL a = in[(r + j) * H + i];
-                for (int o = 0; o < H; ++o) acc[j][o] += a * column[o];
-            }
-        }
-        for (int j = 0; j < GROUP; ++j)
-            for (int o = 0; o < H; ++o) out[(r + j) * H + o] = acc[j][o];
-    }
-    for (; r < n; ++r) {
-        REAL *restrict row = out + r * H;
-        for (int o = 0; o < H; ++o) row[o] = bias[o];
-        for (int i = 0; i < H; ++i) {
-            const REAL a = in[r * H + i];
-            const REAL *restrict column = Wt + (int64_t)i * H;
-            for (int o = 0; o < H; ++o) row[o] += a * column[o];
-        }
-    }
+    small_linear(GROUP, H, H, n, in, H, Wt, bias, out);
 }
 
 /* The forward of rows first .. first + n - 1 (flat index edge * T + frame); fills the block and
@@ -190,58 +167,12 @@ typedef struct {
     REAL g_z3[BLOCK * MAX_H], g_m[BLOCK * MAX_H], g_z2[BLOCK * MAX_H], g_pre[BLOCK * MAX_H];
 } BlockGrad;
 
-/* g_in[r, :] (+)= g_out[r, :] @ W (W [H_out, H_in] row-major, torch's Linear.weight) and
- * g_W += g_out^T in, for r < n; g_in is overwritten unless `accumulate`. */
+/* g_in[r, :] (+)= g_out[r, :] @ W (W [H, H], torch's Linear.weight) and g_W += g_out^T in,
+ * for r < n; g_in is overwritten unless `accumulate`. */
 static inline __attribute__((always_inline)) void block_linear_backward(
     const int H, int n, const REAL *restrict g_out, const REAL *restrict in,
     const REAL *restrict W, REAL *restrict g_W, REAL *restrict g_in, int accumulate) {
-    int r = 0;
-    for (; r + GROUP <= n; r += GROUP) {
-        REAL acc[GROUP][MAX_H];
-        for (int j = 0; j < GROUP; ++j)
-            for (int k = 0; k < H; ++k) acc[j][k] = accumulate ? g_in[(r + j) * H + k] : 0;
-        for (int o = 0; o < H; ++o) {
-            const REAL *restrict row_w = W + (int64_t)o * H;
-            for (int j = 0; j < GROUP; ++j) {
-                const REAL g = g_out[(r + j) * H + o];
-                for (int k = 0; k < H; ++k) acc[j][k] += g * row_w[k];
-            }
-        }
-        for (int j = 0; j < GROUP; ++j)
-            for (int k = 0; k < H; ++k) g_in[(r + j) * H + k] = acc[j][k];
-    }
-    for (; r < n; ++r) {
-        REAL *restrict target = g_in + r * H;
-        if (!accumulate)
-            for (int k = 0; k < H; ++k) target[k] = 0;
-        for (int o = 0; o < H; ++o) {
-            const REAL g = g_out[r * H + o];
-            const REAL *restrict row_w = W + (int64_t)o * H;
-            for (int k = 0; k < H; ++k) target[k] += g * row_w[k];
-        }
-    }
-    int o = 0;
-    for (; o + GROUP <= H; o += GROUP) {
-        REAL acc[GROUP][MAX_H];
-        for (int j = 0; j < GROUP; ++j)
-            for (int k = 0; k < H; ++k) acc[j][k] = g_W[(int64_t)(o + j) * H + k];
-        for (int q = 0; q < n; ++q) {
-            const REAL *restrict a = in + q * H;
-            for (int j = 0; j < GROUP; ++j) {
-                const REAL g = g_out[q * H + o + j];
-                for (int k = 0; k < H; ++k) acc[j][k] += g * a[k];
-            }
-        }
-        for (int j = 0; j < GROUP; ++j)
-            for (int k = 0; k < H; ++k) g_W[(int64_t)(o + j) * H + k] = acc[j][k];
-    }
-    for (; o < H; ++o) {
-        REAL *restrict row_g = g_W + (int64_t)o * H;
-        for (int q = 0; q < n; ++q) {
-            const REAL g = g_out[q * H + o];
-            for (int k = 0; k < H; ++k) row_g[k] += g * in[q * H + k];
-        }
-    }
+    small_linear_backward(GROUP, H, H, n, g_out, in, H, W, g_W, NULL, g_in, H, accumulate);
 }
 
 /* The backward of rows first .. first + n - 1 into this thread's gradient buffers. */

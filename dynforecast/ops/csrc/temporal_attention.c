@@ -96,91 +96,20 @@ static Gradients gradient_params(REAL *p, int H) {
 /* Number of parameters (and of their gradients). */
 static inline int64_t parameter_count(int64_t H) { return 3 * H * H + 3 * H + 4 * (H * H + H) + H; }
 
-/* out[t, :] = b + in[t, :] @ Wt for t < T; in has row stride ld_in, Wt is [n_in, n_out]. Rows
- * go four at a time, so that their accumulators stay in registers and four FMA chains overlap. */
+/* out[t, :] = b + in[t, :] @ Wt for t < T (in: row stride ld_in; Wt [n_in, n_out]). */
 static inline __attribute__((always_inline)) void linear(
     int n_in, int n_out, int T, const REAL *restrict in, int ld_in, const REAL *restrict Wt,
     const REAL *restrict b, REAL *restrict out) {
-    int t = 0;
-    for (; t + ROWS <= T; t += ROWS) {
-        REAL acc[ROWS][3 * MAX_H];
-        for (int r = 0; r < ROWS; ++r)
-            for (int o = 0; o < n_out; ++o) acc[r][o] = b[o];
-        for (int i = 0; i < n_in; ++i) {
-            const REAL *restrict column = Wt + i * n_out;
-            for (int r = 0; r < ROWS; ++r) {
-                const REAL a = in[(t + r) * ld_in + i];
-                for (int o = 0; o < n_out; ++o) acc[r][o] += a * column[o];
-            }
-        }
-        for (int r = 0; r < ROWS; ++r)
-            for (int o = 0; o < n_out; ++o) out[(t + r) * n_out + o] = acc[r][o];
-    }
-    for (; t < T; ++t) {
-        REAL *restrict row = out + t * n_out;
-        for (int o = 0; o < n_out; ++o) row[o] = b[o];
-        for (int i = 0; i < n_in; ++i) {
-            const REAL a = in[t * ld_in + i];
-            const REAL *restrict column = Wt + i * n_out;
-            for (int o = 0; o < n_out; ++o) row[o] += a * column[o];
-        }
-    }
+    small_linear(ROWS, n_in, n_out, T, in, ld_in, Wt, b, out);
 }
 
-/* The backward of `linear`: g_in[t, :] += g_out[t, :] @ W, g_W += g_out^T in, g_b += sum_t
- * g_out; W is torch's [n_out, n_in]; in and g_in have row strides ld_in and ld_g. Both products
- * go four rows (or outputs) at a time with register accumulators, as in `linear`. */
+/* Its backward: g_in[t, :] += g_out[t, :] @ W, g_W += g_out^T in, g_b += sum_t g_out (W is
+ * torch's [n_out, n_in]; in and g_in have row strides ld_in and ld_g). */
 static inline __attribute__((always_inline)) void linear_backward(
     int n_in, int n_out, int T, const REAL *restrict g_out, const REAL *restrict in, int ld_in,
     const REAL *restrict W, REAL *restrict g_W, REAL *restrict g_b, REAL *restrict g_in,
     int ld_g) {
-    int t = 0;
-    for (; t + ROWS <= T; t += ROWS) {
-        REAL acc[ROWS][MAX_H];
-        for (int r = 0; r < ROWS; ++r)
-            for (int i = 0; i < n_in; ++i) acc[r][i] = g_in[(t + r) * ld_g + i];
-        for (int o = 0; o < n_out; ++o) {
-            const REAL *restrict row_w = W + o * n_in;
-            for (int r = 0; r < ROWS; ++r) {
-                const REAL g = g_out[(t + r) * n_out + o];
-                for (int i = 0; i < n_in; ++i) acc[r][i] += g * row_w[i];
-            }
-        }
-        for (int r = 0; r < ROWS; ++r)
-            for (int i = 0; i < n_in; ++i) g_in[(t + r) * ld_g + i] = acc[r][i];
-    }
-    for (; t < T; ++t) {
-        REAL *restrict target = g_in + t * ld_g;
-        for (int o = 0; o < n_out; ++o) {
-            const REAL g = g_out[t * n_out + o];
-            const REAL *restrict row_w = W + o * n_in;
-            for (int i = 0; i < n_in; ++i) target[i] += g * row_w[i];
-        }
-    }
-    int o = 0;
-    for (; o + 4 <= n_out; o += 4) {
-        REAL acc[4][MAX_H];
-        for (int r = 0; r < 4; ++r)
-            for (int i = 0; i < n_in; ++i) acc[r][i] = g_W[(o + r) * n_in + i];
-        for (int q = 0; q < T; ++q) {
-            const REAL *restrict a = in + q * ld_in;
-            for (int r = 0; r < 4; ++r) {
-                const REAL g = g_out[q * n_out + o + r];
-                for (int i = 0; i < n_in; ++i) acc[r][i] += g * a[i];
-            }
-        }
-        for (int r = 0; r < 4; ++r)
-            for (int i = 0; i < n_in; ++i) g_W[(o + r) * n_in + i] = acc[r][i];
-    }
-    for (; o < n_out; ++o) {
-        REAL *restrict row_g = g_W + o * n_in;
-        for (int q = 0; q < T; ++q) {
-            const REAL g = g_out[q * n_out + o];
-            for (int i = 0; i < n_in; ++i) row_g[i] += g * in[q * ld_in + i];
-        }
-    }
-    for (int q = 0; q < T; ++q)
-        for (int r = 0; r < n_out; ++r) g_b[r] += g_out[q * n_out + r];
+    small_linear_backward(ROWS, n_in, n_out, T, g_out, in, ld_in, W, g_W, g_b, g_in, ld_g, 1);
 }
 
 static inline __attribute__((always_inline)) void silu_of(int n, const REAL *restrict z,
