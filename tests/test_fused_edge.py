@@ -10,6 +10,10 @@ backward.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -301,3 +305,40 @@ def test_an_unwritable_kernel_cache_falls_back_and_says_why(monkeypatch, tmp_pat
     available, reason = fused_edge_available(torch.float32)
     assert not available
     assert reason.startswith(f"cannot write the kernel cache {blocker / 'kernels'}: ")
+
+
+def test_a_truncated_cached_build_is_rebuilt_not_loaded(tmp_path):
+    # Each step in a fresh process, as a crash or a full disk would leave the cache between runs
+    # (a library already mapped into this process must not be cut under it).
+    check = (
+        "import torch; from dynforecast.ops.fused_edge import fused_edge_available as a; "
+        "ok, why = a(torch.float64); print(why); raise SystemExit(0 if ok else 1)"
+    )
+    env = {**os.environ, "DYNFORECAST_CACHE": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True)
+    (built,) = (tmp_path / "kernels").glob("edge_mlp-*.so")
+    built.write_bytes(built.read_bytes()[:4096])
+    result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr  # loading the stub would have been SIGBUS
+    assert "building the fused CPU kernel edge_mlp" in result.stderr
+    assert built.stat().st_size > 4096
+
+
+def test_cc_is_split_like_a_shell_and_a_silent_compiler_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "a"))
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    monkeypatch.setenv("CC", "cc -w")  # a command with arguments, as make's convention
+    available, reason = fused_edge_available(torch.float32)
+    assert available and reason.startswith("built with cc -w "), reason
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "b"))
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    monkeypatch.setenv("CC", "true")  # exits 0, writes nothing
+    available, reason = fused_edge_available(torch.float32)
+    assert not available
+    assert reason.startswith("true exited with 0 but wrote no edge_mlp-")
+    assert reason.count("true exited") == len(c_kernels.FLAG_CHOICES)  # one per flag choice
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    monkeypatch.setenv("CC", "/nonexistent")
+    available, reason = fused_edge_available(torch.float32)
+    # the same cause once, not once per flag choice
+    assert reason == "/nonexistent: [Errno 2] No such file or directory: '/nonexistent'"

@@ -17,8 +17,10 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -73,7 +75,34 @@ def _cpu_signature() -> str:
     return platform.processor() + platform.machine()
 
 
-def _compile(compiler: str, source: Path, flags: list[str], target: Path) -> str | None:
+def _compiler() -> list[str] | None:
+    """The C compiler command: ``$CC`` split as a shell would (``CC="ccache gcc"`` works), else
+    ``cc`` or ``gcc`` on PATH; None where there is none."""
+    words = shlex.split(os.environ.get("CC", ""))
+    if words:
+        return words
+    found = shutil.which("cc") or shutil.which("gcc")
+    return [found] if found else None
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(target: Path) -> bool:
+    """Whether ``target`` is a complete build: its SHA-256 matches the sidecar written with it.
+
+    A truncated or foreign file of that name is rebuilt instead of loaded: loading a truncated
+    shared library can kill the process with SIGBUS, beyond any Python error handling.
+    """
+    sidecar = target.with_name(target.name + ".sha256")
+    try:
+        return sidecar.read_text().strip() == _digest(target)
+    except OSError:
+        return False
+
+
+def _compile(compiler: list[str], source: Path, flags: list[str], target: Path) -> str | None:
     """Compile ``source`` to ``target`` atomically; None on success, else the reason."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,47 +111,67 @@ def _compile(compiler: str, source: Path, flags: list[str], target: Path) -> str
         return f"cannot write the kernel cache {target.parent}: {error.strerror or error}"
 
 
-def _compile_into(compiler: str, source: Path, flags: list[str], target: Path) -> str | None:
+def _compile_into(compiler: list[str], source: Path, flags: list[str], target: Path) -> str | None:
+    shown = " ".join(compiler)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        command = [compiler, *flags, str(source), "-o", str(partial), "-lm"]
+        command = [*compiler, *flags, str(source), "-o", str(partial), "-lm"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as error:
-            return f"{compiler}: {error}"
+            return f"{shown}: {error}"
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["failed"])[-1]
-            return f"{compiler} exited with {result.returncode}: {last}"
-        os.replace(partial, target)  # racing ranks: the last complete build wins, whole
+            return f"{shown} exited with {result.returncode}: {last}"
+        if not partial.is_file():
+            return f"{shown} exited with 0 but wrote no {target.name}"
+        sidecar = Path(scratch) / (target.name + ".sha256")
+        sidecar.write_text(_digest(partial) + "\n")
+        # racing ranks: each rename is atomic, and a .so and sidecar from two different (but
+        # equally valid) builds only fail verification, which rebuilds
+        os.replace(partial, target)
+        os.replace(sidecar, target.with_name(target.name + ".sha256"))
     return None
 
 
 def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]) -> Build:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = _compiler()
     if compiler is None:
         return Build(None, "no C compiler found ($CC, cc, gcc)")
+    shown = " ".join(compiler)
     source = SOURCES / f"{name}.c"
     # The headers are part of every build's key: a changed header must not load a stale build.
     text = source.read_bytes() + b"".join(p.read_bytes() for p in sorted(SOURCES.glob("*.h")))
-    reasons = []
+    reasons: list[str] = []
+    announced = False
     for extra in FLAG_CHOICES:
         flags = BASE_FLAGS + extra + DTYPE_FLAGS[dtype]
         key = hashlib.sha256(
-            text + " ".join([compiler, *flags]).encode() + _cpu_signature().encode()
+            text + " ".join([*compiler, *flags]).encode() + _cpu_signature().encode()
         ).hexdigest()[:16]
         target = cache_dir() / f"{name}-{key}.so"
-        if not target.exists():
+        if not _verified(target):
+            if not announced:
+                announced = True
+                print(
+                    f"building the fused CPU kernel {name} ({dtype}) with {shown}, once per "
+                    f"machine (cache {target.parent}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
             reason = _compile(compiler, source, flags, target)
             if reason is not None:
-                reasons.append(reason)
+                if reason not in reasons:
+                    reasons.append(reason)
                 continue
         try:
             library = ctypes.CDLL(str(target))
-        except OSError as error:
-            reasons.append(str(error))
+            declare(library)
+        except (OSError, AttributeError) as error:  # unloadable, or lacking the kernel's symbols
+            if str(error) not in reasons:
+                reasons.append(str(error))
             continue
-        declare(library)
-        return Build(library, f"built with {compiler} {' '.join(extra)}".strip())
+        return Build(library, f"built with {shown} {' '.join(extra)}".strip())
     return Build(None, "; ".join(reasons))
 
 

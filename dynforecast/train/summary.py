@@ -36,7 +36,9 @@ def kernel_line(device: torch.device, config: TrainConfig, kernels: Sequence[str
     """Which fused CPU kernels the model's layers run, or why none run; None off the CPU or for
     models without kernels. E.g. "fused C: edge MLP, edge geometry, temporal attention (built
     with /usr/bin/cc -march=native -fopenmp)"."""
+    from dynforecast.ops.fused_edge import fused_edge_available
     from dynforecast.ops.fused_geometry import fused_geometry_available
+    from dynforecast.ops.fused_temporal import fused_temporal_available
 
     if device.type != "cpu" or not kernels:
         return None
@@ -44,10 +46,21 @@ def kernel_line(device: torch.device, config: TrainConfig, kernels: Sequence[str
         return "torch ops, compiled by torch.compile (--compile)"
     if config.optim.precision != "fp32":
         return f"torch ops (precision {config.optim.precision} runs under autocast)"
-    available, reason = fused_geometry_available(torch.float32)  # every kernel builds alike
-    if not available:
-        return f"torch ops ({reason})"
-    return f"fused C: {', '.join(kernels)} ({reason})"
+    checks = {
+        "edge MLP": fused_edge_available,
+        "edge geometry": fused_geometry_available,
+        "temporal attention": fused_temporal_available,
+    }
+    # Built here, at the start of the run (with a notice), rather than silently in epoch 1.
+    results = {name: checks[name](torch.float32) for name in kernels}
+    built = [name for name, (available, _) in results.items() if available]
+    missing = {name: reason for name, (available, reason) in results.items() if not available}
+    if not built:
+        return f"torch ops ({next(iter(missing.values()))})"
+    line = f"fused C: {', '.join(built)} ({results[built[0]][1]})"
+    if missing:
+        line += "; torch ops: " + "; ".join(f"{name} ({why})" for name, why in missing.items())
+    return line
 
 
 def window_line(spec: WindowSpec, step: float, time_unit: str) -> str:
