@@ -225,6 +225,7 @@ def test_switch_autocast_and_compile_paths_use_torch(monkeypatch):
 
 
 def test_a_failed_build_falls_back_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.delenv("DYNFORECAST_KERNELS", raising=False)
     monkeypatch.setattr(c_kernels, "_builds", {})
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
@@ -298,6 +299,7 @@ def test_the_start_of_run_block_names_the_kernels_each_model_runs(monkeypatch):
 
 
 def test_an_unwritable_kernel_cache_falls_back_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.delenv("DYNFORECAST_KERNELS", raising=False)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setattr(c_kernels, "_builds", {})
@@ -315,6 +317,7 @@ def test_a_truncated_cached_build_is_rebuilt_not_loaded(tmp_path):
         "ok, why = a(torch.float64); print(why); raise SystemExit(0 if ok else 1)"
     )
     env = {**os.environ, "DYNFORECAST_CACHE": str(tmp_path)}
+    env.pop("DYNFORECAST_KERNELS", None)
     subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True)
     (built,) = (tmp_path / "kernels").glob("edge_mlp-*.so")
     built.write_bytes(built.read_bytes()[:4096])
@@ -325,6 +328,7 @@ def test_a_truncated_cached_build_is_rebuilt_not_loaded(tmp_path):
 
 
 def test_cc_is_split_like_a_shell_and_a_silent_compiler_is_named(monkeypatch, tmp_path):
+    monkeypatch.delenv("DYNFORECAST_KERNELS", raising=False)
     monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "a"))
     monkeypatch.setattr(c_kernels, "_builds", {})
     monkeypatch.setenv("CC", "cc -w")  # a command with arguments, as make's convention
@@ -342,3 +346,11 @@ def test_cc_is_split_like_a_shell_and_a_silent_compiler_is_named(monkeypatch, tm
     available, reason = fused_edge_available(torch.float32)
     # the same cause once, not once per flag choice
     assert reason == "/nonexistent: [Errno 2] No such file or directory: '/nonexistent'"
+
+
+def test_dynforecast_kernels_places_the_builds(monkeypatch, tmp_path):
+    monkeypatch.setenv("DYNFORECAST_KERNELS", str(tmp_path / "node-local"))
+    assert c_kernels.cache_dir() == tmp_path / "node-local"
+    monkeypatch.delenv("DYNFORECAST_KERNELS")
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
+    assert c_kernels.cache_dir() == tmp_path / "cache" / "kernels"
