@@ -3,8 +3,8 @@
 Each kernel is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``),
 once per dtype (``-DREAL=float`` or ``double``), trying ``-O3 -march=native -fopenmp`` first,
 then without OpenMP (single-threaded), then without ``-march=native``. Builds land in
-``$DYNFORECAST_KERNELS``, else ``$DYNFORECAST_CACHE/kernels`` (default
-``~/.cache/dynforecast/kernels``), under a name keyed by
+``$DYNFORECAST_KERNELS``, else ``kernels/`` in the project's cache (``$DYNFORECAST_CACHE``,
+``$XDG_CACHE_HOME/dynforecast`` or ``~/.cache/dynforecast``), under a name keyed by
 the source, the compiler and flags and the CPU's feature flags, so that nodes of a heterogeneous
 cluster sharing a home directory never load each other's ``-march=native`` builds; each build is
 written to a temporary file and renamed, so DDP ranks racing to build it are safe. No compiler,
@@ -63,14 +63,15 @@ KERNELS_ENV = "DYNFORECAST_KERNELS"
 
 
 def cache_dir() -> Path:
-    """``$DYNFORECAST_KERNELS`` (e.g. node-local disk on a cluster), else
-    ``$DYNFORECAST_CACHE/kernels``, else ``~/.cache/dynforecast/kernels``."""
+    """``$DYNFORECAST_KERNELS`` (e.g. node-local disk on a cluster), else ``kernels/`` in the
+    project's cache (`dynforecast.data.builtin.cache_dir`: ``$DYNFORECAST_CACHE``, else
+    ``$XDG_CACHE_HOME/dynforecast``, else ``~/.cache/dynforecast``)."""
     kernels = os.environ.get(KERNELS_ENV)
     if kernels:
         return Path(kernels)
-    root = os.environ.get("DYNFORECAST_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "dynforecast"
-    return base / "kernels"
+    from dynforecast.data.builtin import cache_dir as project_cache
+
+    return project_cache() / "kernels"
 
 
 def _cpu_signature() -> str:
