@@ -105,8 +105,22 @@ def test_omp_num_threads_and_threads_option_win_and_bad_values_are_refused(tmp_p
     kw = {"cgroup_root": tmp_path, "proc_cgroup": tmp_path / "none", "affinity": 16}
     assert choose_threads(None, environ={"OMP_NUM_THREADS": "3"}, **kw).source == "OMP_NUM_THREADS"
     assert choose_threads(None, environ={"OMP_NUM_THREADS": "2,1"}, **kw).count == 2
-    given = choose_threads(5, environ={"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "2"}, **kw)
+    given = choose_threads(5, environ={"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}, **kw)
     assert (given.count, given.source) == (5, "--threads")
+
+
+def test_asking_for_more_threads_than_cpus_is_honoured_and_said(tmp_path):
+    kw = {"cgroup_root": tmp_path, "proc_cgroup": tmp_path / "none", "affinity": 2}
+    given = choose_threads(64, environ={}, **kw)
+    assert (given.count, given.source) == (
+        64,
+        "--threads; more than the 2 CPUs this process may use: CPU affinity",
+    )
+    given = choose_threads(None, environ={"OMP_NUM_THREADS": "4", "SLURM_CPUS_PER_TASK": "1"}, **kw)
+    assert given.source == (
+        "OMP_NUM_THREADS; more than the 1 CPU this process may use: SLURM_CPUS_PER_TASK"
+    )
+    assert choose_threads(2, environ={}, **kw).source == "--threads"
     with pytest.raises(UsageError) as bad:
         choose_threads(None, environ={"OMP_NUM_THREADS": "four"}, **kw)
     assert str(bad.value) == (
