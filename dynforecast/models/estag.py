@@ -75,30 +75,28 @@ class SpatialLayer(nn.Module):
         inverse_degree: Tensor,
     ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[0]
-        if use_fused_geometry(x):
-            # the same geometry as below, as two fused CPU kernels (dynforecast.ops.fused_geometry)
+        fused = use_fused_geometry(x)  # the same geometry as two CPU kernels (ops.fused_geometry)
+        if fused:
             x = x.contiguous()
             squared_distance = fused_edge_radial(x, edge_src, edge_dst).unsqueeze(-1)
-            aggregated, coordinate_weight = messages_and_coordinate_weights(
-                self.message, self.coordinate, h, edge_src, edge_dst, squared_distance,
-                edge_features,
-            )  # fmt: skip
+        else:
+            difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
+        aggregated, coordinate_weight = messages_and_coordinate_weights(
+            self.message, self.coordinate, h, edge_src, edge_dst, squared_distance, edge_features
+        )
+        if fused:
             shift = fused_edge_shift(
                 x, edge_src, edge_dst, coordinate_weight.squeeze(-1), normalise=True
             )
             x = x + shift * inverse_degree.view(-1, 1, 1)
-            return h + self.node_update(h, aggregated, node_features), x
-        difference, squared_distance = edge_geometry(x, edge_src, edge_dst)
-        aggregated, coordinate_weight = messages_and_coordinate_weights(
-            self.message, self.coordinate, h, edge_src, edge_dst, squared_distance, edge_features
-        )
-        x = x + coordinate_shift(
-            safe_unit(difference, squared_distance),
-            coordinate_weight,
-            edge_dst,
-            num_nodes,
-            inverse_degree,
-        )
+        else:
+            x = x + coordinate_shift(
+                safe_unit(difference, squared_distance),
+                coordinate_weight,
+                edge_dst,
+                num_nodes,
+                inverse_degree,
+            )
         return h + self.node_update(h, aggregated, node_features), x
 
     def node_update(self, h: Tensor, aggregated: Tensor, node_features: Tensor | None) -> Tensor:

@@ -23,7 +23,6 @@ double backward; forecasting needs none).
 from __future__ import annotations
 
 import ctypes
-import sys
 
 import torch
 from torch import Tensor
@@ -250,13 +249,3 @@ def _check(
         or int(edge_src.min()) < 0 or int(edge_src.max()) >= nodes
     ):  # fmt: skip
         raise ValueError(f"edge indices outside [0, {nodes})")
-
-
-def kernel_summary() -> str:
-    """One line for start-of-run summaries: which edge path runs on the CPU and why."""
-    available, reason = fused_edge_available(torch.float32)
-    return f"fused CPU edge kernel: {'on' if available else 'off'} ({reason})"
-
-
-if __name__ == "__main__":  # pragma: no cover - manual check of the build
-    print(kernel_summary(), file=sys.stderr)

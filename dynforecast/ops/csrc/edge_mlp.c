@@ -15,7 +15,7 @@
  * Layout (all contiguous, row-major): R, S [V, T, H]; dst, src [E] int64; r [E, T]; C [E, H];
  * W2, W3 [H, H] as torch's Linear.weight (out, in); W2t, W3t their transposes; b2, b3, w4, w_r
  * [H]; agg [V, T, H]; c [E, T]. Compiled twice, with REAL = float and REAL = double
- * (dynforecast/ops/fused_edge.py builds and loads it). Parallel over edges with OpenMP where the
+ * (dynforecast/ops/c_kernels.py builds them, fused_edge.py calls them). Parallel over edges with OpenMP where the
  * compiler has it; every thread accumulates node and weight gradients privately, then the private
  * copies are summed in a fixed order, so results do not depend on scheduling.
  */
@@ -318,14 +318,4 @@ int edge_mlp_backward(int64_t H, int64_t V, int64_t E, int64_t T, const REAL *R,
     }
     memcpy(grad_weights, weight_scratch, sizeof(REAL) * weight_size);
     return failed ? -1 : 0;
-}
-
-int edge_mlp_max_hidden(void) { return MAX_H; }
-
-int edge_mlp_has_openmp(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
 }

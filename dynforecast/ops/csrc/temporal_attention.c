@@ -361,7 +361,3 @@ int temporal_backward(int64_t H, int64_t V, int64_t T, int masked, const REAL *h
     memcpy(g_params, scratch, sizeof(REAL) * size);
     return failed ? -1 : 0;
 }
-
-int temporal_max_hidden(void) { return MAX_H; }
-
-int temporal_max_frames(void) { return MAX_T; }
