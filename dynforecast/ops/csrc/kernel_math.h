@@ -136,12 +136,77 @@ static inline void thread_share(int64_t count, int threads, int me, int64_t *beg
 #define SMALL_GROUP_MAX 8
 #define SMALL_WIDTH_MAX 256
 
+#if defined(__GNUC__)
+/* The small products work on tiles of TILE = 16 columns, held as TILE_VECS native vectors (one
+ * 512-bit register with AVX-512, two 256-bit ones with AVX2, for float), so that `group`
+ * accumulator tiles plus their operands fit the 16 registers of AVX2 as well as the 32 of
+ * AVX-512. Accumulators indexed by runtime widths (the scalar loops below), or vectors wider than
+ * the target's registers, are kept in memory by GCC instead. Widths that are not a multiple of
+ * TILE take the scalar loops. */
+#if defined(__AVX512F__)
+#define VEC_BYTES 64
+#elif defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+#define TILE 16
+#define VEC_WIDTH ((int)(VEC_BYTES / sizeof(REAL)))
+#define TILE_VECS (TILE / VEC_WIDTH)
+#define HAVE_TILES 1
+typedef REAL vec_t __attribute__((vector_size(VEC_BYTES)));
+
+static inline vec_t vec_load(const REAL *p) {
+    vec_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vec_store(REAL *p, vec_t v) { memcpy(p, &v, sizeof v); }
+#endif
+
 /* out[r, :] = b + in[r, :] @ Wt for r < rows (in: row stride ld_in; Wt: [n_in, n_out], the
  * transposed Linear weight), `group` rows at a time: the group's accumulators stay in registers
  * and `group` independent FMA chains overlap. `group` is a compile-time constant at every call. */
 static inline __attribute__((always_inline)) void small_linear(
     const int group, int n_in, int n_out, int rows, const REAL *restrict in, int ld_in,
     const REAL *restrict Wt, const REAL *restrict b, REAL *restrict out) {
+#ifdef HAVE_TILES
+    if (n_out % TILE == 0) {
+        for (int c0 = 0; c0 < n_out; c0 += TILE) {
+            vec_t bias[TILE_VECS];
+            for (int v = 0; v < TILE_VECS; ++v) bias[v] = vec_load(b + c0 + v * VEC_WIDTH);
+            int r = 0;
+            for (; r + group <= rows; r += group) {
+                vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
+                for (int j = 0; j < group; ++j)
+                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] = bias[v];
+                for (int i = 0; i < n_in; ++i) {
+                    vec_t column[TILE_VECS];
+                    for (int v = 0; v < TILE_VECS; ++v)
+                        column[v] = vec_load(Wt + (int64_t)i * n_out + c0 + v * VEC_WIDTH);
+                    for (int j = 0; j < group; ++j) {
+                        const REAL a = in[(r + j) * ld_in + i];
+                        for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += a * column[v];
+                    }
+                }
+                for (int j = 0; j < group; ++j)
+                    for (int v = 0; v < TILE_VECS; ++v)
+                        vec_store(out + (r + j) * n_out + c0 + v * VEC_WIDTH, acc[j][v]);
+            }
+            for (; r < rows; ++r) {
+                for (int v = 0; v < TILE_VECS; ++v) {
+                    vec_t acc = bias[v];
+                    for (int i = 0; i < n_in; ++i)
+                        acc += in[r * ld_in + i] *
+                               vec_load(Wt + (int64_t)i * n_out + c0 + v * VEC_WIDTH);
+                    vec_store(out + r * n_out + c0 + v * VEC_WIDTH, acc);
+                }
+            }
+        }
+        return;
+    }
+#endif
     int r = 0;
     for (; r + group <= rows; r += group) {
         REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX]; /* fixed size: a VLA here measured 1.6x slower */
@@ -168,6 +233,139 @@ static inline __attribute__((always_inline)) void small_linear(
     }
 }
 
+/* out[r, :] (+)= in[r, :] @ B for r < rows (overwritten unless `accumulate`): in [rows, n_in],
+ * B [n_in, n_out], out [rows, n_out], with row strides ld_in, ld_b and ld_out; `group` rows at
+ * a time, as in small_linear. */
+static inline __attribute__((always_inline)) void small_matmul(
+    const int group, int n_in, int n_out, int rows, const REAL *restrict in, int ld_in,
+    const REAL *restrict B, int ld_b, REAL *restrict out, int ld_out, int accumulate) {
+#ifdef HAVE_TILES
+    if (n_out % TILE == 0) {
+        for (int c0 = 0; c0 < n_out; c0 += TILE) {
+            int r = 0;
+            for (; r + group <= rows; r += group) {
+                vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
+                for (int j = 0; j < group; ++j)
+                    for (int v = 0; v < TILE_VECS; ++v)
+                        acc[j][v] = accumulate
+                                        ? vec_load(out + (r + j) * ld_out + c0 + v * VEC_WIDTH)
+                                        : (vec_t){0};
+                for (int i = 0; i < n_in; ++i) {
+                    vec_t column[TILE_VECS];
+                    for (int v = 0; v < TILE_VECS; ++v)
+                        column[v] = vec_load(B + (int64_t)i * ld_b + c0 + v * VEC_WIDTH);
+                    for (int j = 0; j < group; ++j) {
+                        const REAL a = in[(r + j) * ld_in + i];
+                        for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += a * column[v];
+                    }
+                }
+                for (int j = 0; j < group; ++j)
+                    for (int v = 0; v < TILE_VECS; ++v)
+                        vec_store(out + (r + j) * ld_out + c0 + v * VEC_WIDTH, acc[j][v]);
+            }
+            for (; r < rows; ++r) {
+                for (int v = 0; v < TILE_VECS; ++v) {
+                    REAL *target = out + r * ld_out + c0 + v * VEC_WIDTH;
+                    vec_t acc = accumulate ? vec_load(target) : (vec_t){0};
+                    for (int i = 0; i < n_in; ++i)
+                        acc += in[r * ld_in + i] * vec_load(B + (int64_t)i * ld_b + c0 + v * VEC_WIDTH);
+                    vec_store(target, acc);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    (void)group;
+    for (int r = 0; r < rows; ++r) {
+        REAL *restrict row = out + r * ld_out;
+        if (!accumulate)
+            for (int o = 0; o < n_out; ++o) row[o] = 0;
+        for (int i = 0; i < n_in; ++i) {
+            const REAL a = in[r * ld_in + i];
+            const REAL *restrict column = B + (int64_t)i * ld_b;
+            for (int o = 0; o < n_out; ++o) row[o] += a * column[o];
+        }
+    }
+}
+
+/* out[c, r] = in[r, c] for r < rows, c < cols, with row strides ld_in and ld_out; the columns
+ * rows .. ld_out - 1 of out are zeroed (padding to a whole tile). */
+static inline void small_transpose(int rows, int cols, const REAL *restrict in, int ld_in,
+                                   REAL *restrict out, int ld_out) {
+    for (int c = 0; c < cols; ++c) {
+        for (int r = 0; r < rows; ++r) out[c * ld_out + r] = in[r * ld_in + c];
+        for (int r = rows; r < ld_out; ++r) out[c * ld_out + r] = 0;
+    }
+}
+
+#ifdef HAVE_TILES
+/* small_linear_backward for n_in a multiple of TILE, one tile of input columns at a time. */
+static inline __attribute__((always_inline)) void small_linear_backward_tiled(
+    const int group, int n_in, int n_out, int rows, const REAL *restrict g_out,
+    const REAL *restrict in, int ld_in, const REAL *restrict W, REAL *restrict g_W,
+    REAL *restrict g_in, int ld_g, int accumulate) {
+    for (int c0 = 0; c0 < n_in; c0 += TILE) {
+        int r = 0;
+        for (; r + group <= rows; r += group) {
+            vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
+            for (int j = 0; j < group; ++j)
+                for (int v = 0; v < TILE_VECS; ++v)
+                    acc[j][v] = accumulate ? vec_load(g_in + (r + j) * ld_g + c0 + v * VEC_WIDTH)
+                                           : (vec_t){0};
+            for (int o = 0; o < n_out; ++o) {
+                vec_t row_w[TILE_VECS];
+                for (int v = 0; v < TILE_VECS; ++v)
+                    row_w[v] = vec_load(W + (int64_t)o * n_in + c0 + v * VEC_WIDTH);
+                for (int j = 0; j < group; ++j) {
+                    const REAL g = g_out[(r + j) * n_out + o];
+                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += g * row_w[v];
+                }
+            }
+            for (int j = 0; j < group; ++j)
+                for (int v = 0; v < TILE_VECS; ++v)
+                    vec_store(g_in + (r + j) * ld_g + c0 + v * VEC_WIDTH, acc[j][v]);
+        }
+        for (; r < rows; ++r) {
+            for (int v = 0; v < TILE_VECS; ++v) {
+                REAL *target = g_in + r * ld_g + c0 + v * VEC_WIDTH;
+                vec_t acc = accumulate ? vec_load(target) : (vec_t){0};
+                for (int o = 0; o < n_out; ++o)
+                    acc += g_out[r * n_out + o] * vec_load(W + (int64_t)o * n_in + c0 + v * VEC_WIDTH);
+                vec_store(target, acc);
+            }
+        }
+        int o = 0;
+        for (; o + group <= n_out; o += group) {
+            vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
+            for (int j = 0; j < group; ++j)
+                for (int v = 0; v < TILE_VECS; ++v)
+                    acc[j][v] = vec_load(g_W + (int64_t)(o + j) * n_in + c0 + v * VEC_WIDTH);
+            for (int q = 0; q < rows; ++q) {
+                vec_t a[TILE_VECS];
+                for (int v = 0; v < TILE_VECS; ++v) a[v] = vec_load(in + q * ld_in + c0 + v * VEC_WIDTH);
+                for (int j = 0; j < group; ++j) {
+                    const REAL g = g_out[q * n_out + o + j];
+                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += g * a[v];
+                }
+            }
+            for (int j = 0; j < group; ++j)
+                for (int v = 0; v < TILE_VECS; ++v)
+                    vec_store(g_W + (int64_t)(o + j) * n_in + c0 + v * VEC_WIDTH, acc[j][v]);
+        }
+        for (; o < n_out; ++o) {
+            for (int v = 0; v < TILE_VECS; ++v) {
+                REAL *target = g_W + (int64_t)o * n_in + c0 + v * VEC_WIDTH;
+                vec_t acc = vec_load(target);
+                for (int q = 0; q < rows; ++q)
+                    acc += g_out[q * n_out + o] * vec_load(in + q * ld_in + c0 + v * VEC_WIDTH);
+                vec_store(target, acc);
+            }
+        }
+    }
+}
+#endif
+
 /* The backward of `small_linear`: g_in[r, :] (+)= g_out[r, :] @ W (W: [n_out, n_in], torch's
  * Linear.weight; g_in overwritten unless `accumulate`), g_W += g_out^T in, and g_b += sum_r
  * g_out when g_b is not NULL; both products `group` rows (or outputs) at a time. */
@@ -175,6 +373,16 @@ static inline __attribute__((always_inline)) void small_linear_backward(
     const int group, int n_in, int n_out, int rows, const REAL *restrict g_out,
     const REAL *restrict in, int ld_in, const REAL *restrict W, REAL *restrict g_W,
     REAL *restrict g_b, REAL *restrict g_in, int ld_g, int accumulate) {
+    if (g_b)
+        for (int q = 0; q < rows; ++q)
+            for (int k = 0; k < n_out; ++k) g_b[k] += g_out[q * n_out + k];
+#ifdef HAVE_TILES
+    if (n_in % TILE == 0) {
+        small_linear_backward_tiled(group, n_in, n_out, rows, g_out, in, ld_in, W, g_W, g_in, ld_g,
+                                    accumulate);
+        return;
+    }
+#endif
     int r = 0;
     for (; r + group <= rows; r += group) {
         REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX];
@@ -222,9 +430,6 @@ static inline __attribute__((always_inline)) void small_linear_backward(
             for (int i = 0; i < n_in; ++i) row_g[i] += g * in[q * ld_in + i];
         }
     }
-    if (g_b)
-        for (int q = 0; q < rows; ++q)
-            for (int k = 0; k < n_out; ++k) g_b[k] += g_out[q * n_out + k];
 }
 
 #endif

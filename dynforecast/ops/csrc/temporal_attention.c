@@ -26,6 +26,9 @@
 /* Rows (frames) per register-blocked group in the small matrix products: 5 divides ESTAG's
  * T = 10, so no frame falls into the slower remainder loop. */
 #define ROWS 5
+/* Frame counts are padded to a multiple of this in the transposed [H, T] copies of k and v, so
+ * that the T x T products (scores and their gradients) run on whole vector tiles. */
+#define FRAME_PAD 16
 
 typedef struct {
     REAL z1[MAX_T * 3 * MAX_H], s1[MAX_T * 3 * MAX_H], u[MAX_T * 3 * MAX_H];
@@ -34,6 +37,9 @@ typedef struct {
     REAL zv[MAX_T * MAX_H], sv[MAX_T * MAX_H], v[MAX_T * MAX_H];
     REAL zc[MAX_T * MAX_H], sc[MAX_T * MAX_H];
     REAL alpha[MAX_T * MAX_T], scratch[MAX_T * MAX_T], c[MAX_T], wsum[MAX_T];
+    REAL scores[MAX_T * MAX_T];    /* [T, padded T] */
+    REAL transposed[MAX_H * MAX_T]; /* k, then v, as [H, padded T] */
+    REAL alpha_t[MAX_T * MAX_T];    /* alpha, then the score gradient, transposed */
     /* backward */
     REAL g_u[MAX_T * 3 * MAX_H], g_q[MAX_T * MAX_H], g_k[MAX_T * MAX_H], g_v[MAX_T * MAX_H];
     REAL g_z[MAX_T * MAX_H], g_alpha[MAX_T * MAX_T], g_c[MAX_T];
@@ -132,17 +138,16 @@ static inline __attribute__((always_inline)) void node_forward(
     silu_of(T * H, w->zk, w->sk, w->k);
     linear(H, H, T, w->u + 2 * H, H3, f->Wvt, f->bv, w->zv);
     silu_of(T * H, w->zv, w->sv, w->v);
-    /* alpha(t, s) over the allowed s (s <= t when masked), exactly 0 elsewhere */
+    /* alpha(t, s) over the allowed s (s <= t when masked), exactly 0 elsewhere; the scores
+     * q k^T come from one small product with k transposed */
+    const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
+    small_transpose(T, H, w->k, H, w->transposed, padded);
+    small_matmul(ROWS, H, padded, T, w->q, H, w->transposed, padded, w->scores, padded, 0);
     for (int t = 0; t < T; ++t) {
         const int last = masked ? t : T - 1;
-        REAL *restrict scores = w->scratch + t * T;
-        REAL top = 0;
-        for (int s = 0; s <= last; ++s) {
-            REAL dot = 0;
-            for (int j = 0; j < H; ++j) dot += w->q[t * H + j] * w->k[s * H + j];
-            scores[s] = dot;
-            top = s == 0 || dot > top ? dot : top;
-        }
+        REAL *restrict scores = w->scores + t * padded;
+        REAL top = scores[0];
+        for (int s = 1; s <= last; ++s) top = scores[s] > top ? scores[s] : top;
         for (int s = 0; s <= last; ++s) scores[s] -= top;
         exp_array(scores, w->alpha + t * T, last + 1);
         REAL total = 0;
@@ -164,14 +169,8 @@ static inline __attribute__((always_inline)) void node_forward(
         w->wsum[t] = total;
     }
     if (h_out) {
-        for (int t = 0; t < T; ++t) {
-            REAL *restrict row = h_out + t * H;
-            for (int j = 0; j < H; ++j) row[j] = h[t * H + j];
-            for (int s = 0; s < T; ++s) {
-                const REAL a = w->alpha[t * T + s];
-                for (int j = 0; j < H; ++j) row[j] += a * w->v[s * H + j];
-            }
-        }
+        memcpy(h_out, h, sizeof(REAL) * T * H);
+        small_matmul(ROWS, T, H, T, w->alpha, T, w->v, H, h_out, H, 1);
     }
     if (x_out) {
         /* as sum_s w (x(s) - x(t)): the s = t term is exactly 0, so a frame that attends only
@@ -216,19 +215,13 @@ static inline __attribute__((always_inline)) void node_backward(
         w->g_c[s] = total;
     }
     /* h'(t) = h(t) + sum_s alpha(t,s) v(s) */
-    for (int i = 0; i < T * H; ++i) w->g_v[i] = 0;
-    for (int t = 0; t < T; ++t) {
-        const REAL *restrict gh = g_hout + t * H;
-        for (int s = 0; s < T; ++s) {
-            const REAL a = w->alpha[t * T + s];
-            REAL dot = 0;
-            for (int j = 0; j < H; ++j) {
-                dot += gh[j] * w->v[s * H + j];
-                w->g_v[s * H + j] += a * gh[j];
-            }
-            w->g_alpha[t * T + s] += dot;
-        }
-    }
+    const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
+    small_transpose(T, T, w->alpha, T, w->alpha_t, T);
+    small_matmul(ROWS, T, H, T, w->alpha_t, T, g_hout, H, w->g_v, H, 0); /* alpha^T g_h' */
+    small_transpose(T, H, w->v, H, w->transposed, padded);
+    small_matmul(ROWS, H, padded, T, g_hout, H, w->transposed, padded, w->scores, padded, 0);
+    for (int t = 0; t < T; ++t)
+        for (int s = 0; s < T; ++s) w->g_alpha[t * T + s] += w->scores[t * padded + s];
     /* c(s) = wc . SiLU(zc(s)), zc = Wc v + bc */
     for (int s = 0; s < T; ++s) {
         for (int o = 0; o < H; ++o) {
@@ -246,16 +239,9 @@ static inline __attribute__((always_inline)) void node_backward(
             w->scratch[t * T + s] = w->alpha[t * T + s] * (w->g_alpha[t * T + s] - dot);
     }
     /* score(t, s) = q(t) . k(s) */
-    for (int i = 0; i < T * H; ++i) w->g_q[i] = w->g_k[i] = 0;
-    for (int t = 0; t < T; ++t) {
-        for (int s = 0; s < T; ++s) {
-            const REAL gs = w->scratch[t * T + s];
-            for (int j = 0; j < H; ++j) {
-                w->g_q[t * H + j] += gs * w->k[s * H + j];
-                w->g_k[s * H + j] += gs * w->q[t * H + j];
-            }
-        }
-    }
+    small_matmul(ROWS, T, H, T, w->scratch, T, w->k, H, w->g_q, H, 0);
+    small_transpose(T, T, w->scratch, T, w->alpha_t, T);
+    small_matmul(ROWS, T, H, T, w->alpha_t, T, w->q, H, w->g_k, H, 0);
     /* q, k, v = SiLU(W u_. + b) */
     for (int i = 0; i < T * H3; ++i) w->g_u[i] = 0;
     for (int i = 0; i < T * H; ++i) w->g_z[i] = w->g_q[i] * SILU_GRAD(w->zq[i], w->sq[i]);
