@@ -71,11 +71,9 @@ static inline __attribute__((always_inline)) void block_forward(
         }
     }
     const int size = n * H;
-    sigmoid_array(b->pre, b->s1, size);
-    for (int k = 0; k < size; ++k) b->a1[k] = b->pre[k] * b->s1[k];
+    silu_array(b->pre, b->s1, b->a1, size);
     block_linear(H, n, b->a1, W2t, b2, b->z2);
-    sigmoid_array(b->z2, b->s2, size);
-    for (int k = 0; k < size; ++k) b->m[k] = b->z2[k] * b->s2[k];
+    silu_array(b->z2, b->s2, b->m, size);
     block_linear(H, n, b->m, W3t, b3, b->z3);
     sigmoid_array(b->z3, b->s3, size);
     if (c) {

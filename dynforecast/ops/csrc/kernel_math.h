@@ -88,6 +88,34 @@ static inline void sigmoid_array(const REAL *restrict z, REAL *restrict s, int n
 }
 #endif
 
+/* s[i] = sigmoid(z[i]) and out[i] = z[i] s[i] (SiLU) for i < n, in one pass. */
+#if !defined(REAL_IS_DOUBLE) && defined(__GNUC__)
+static inline void silu_array(const float *restrict z, float *restrict s, float *restrict out,
+                              int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float8 v, sig;
+        memcpy(&v, z + i, sizeof v);
+        sig = 1.0f / (1.0f + exp8(-v));
+        memcpy(s + i, &sig, sizeof sig);
+        v = v * sig;
+        memcpy(out + i, &v, sizeof v);
+    }
+    for (; i < n; ++i) {
+        s[i] = sigmoid_real(z[i]);
+        out[i] = z[i] * s[i];
+    }
+}
+#else
+static inline void silu_array(const REAL *restrict z, REAL *restrict s, REAL *restrict out,
+                              int n) {
+    for (int i = 0; i < n; ++i) {
+        s[i] = sigmoid_real(z[i]);
+        out[i] = z[i] * s[i];
+    }
+}
+#endif
+
 /* out[i] = exp(in[i]) for i < n. */
 #if !defined(REAL_IS_DOUBLE) && defined(__GNUC__)
 static inline void exp_array(const float *restrict in, float *restrict out, int n) {

@@ -118,12 +118,6 @@ static inline __attribute__((always_inline)) void linear_backward(
     small_linear_backward(ROWS, n_in, n_out, T, g_out, in, ld_in, W, g_W, g_b, g_in, ld_g, 1);
 }
 
-static inline __attribute__((always_inline)) void silu_of(int n, const REAL *restrict z,
-                                                           REAL *restrict s,
-                                                           REAL *restrict out) {
-    sigmoid_array(z, s, n);
-    for (int i = 0; i < n; ++i) out[i] = z[i] * s[i];
-}
 
 /* The node's forward into the workspace; writes h' and x' where given. */
 static inline __attribute__((always_inline)) void node_forward(
@@ -131,13 +125,13 @@ static inline __attribute__((always_inline)) void node_forward(
     const Forward *f, Workspace *restrict w, REAL *restrict h_out, REAL *restrict x_out) {
     const int H3 = 3 * H;
     linear(H, H3, T, h, H, f->W1t, f->b1, w->z1);
-    silu_of(T * H3, w->z1, w->s1, w->u);
+    silu_array(w->z1, w->s1, w->u, T * H3);
     linear(H, H, T, w->u, H3, f->Wqt, f->bq, w->zq);
-    silu_of(T * H, w->zq, w->sq, w->q);
+    silu_array(w->zq, w->sq, w->q, T * H);
     linear(H, H, T, w->u + H, H3, f->Wkt, f->bk, w->zk);
-    silu_of(T * H, w->zk, w->sk, w->k);
+    silu_array(w->zk, w->sk, w->k, T * H);
     linear(H, H, T, w->u + 2 * H, H3, f->Wvt, f->bv, w->zv);
-    silu_of(T * H, w->zv, w->sv, w->v);
+    silu_array(w->zv, w->sv, w->v, T * H);
     /* alpha(t, s) over the allowed s (s <= t when masked), exactly 0 elsewhere; the scores
      * q k^T come from one small product with k transposed */
     const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
