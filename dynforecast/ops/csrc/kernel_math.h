@@ -193,80 +193,17 @@ static inline vec_t vec_load(const REAL *p) {
 static inline void vec_store(REAL *p, vec_t v) { memcpy(p, &v, sizeof v); }
 #endif
 
-/* out[r, :] = b + in[r, :] @ Wt for r < rows (in: row stride ld_in; Wt: [n_in, n_out], the
- * transposed Linear weight), `group` rows at a time: the group's accumulators stay in registers
- * and `group` independent FMA chains overlap. `group` is a compile-time constant at every call. */
-static inline __attribute__((always_inline)) void small_linear(
-    const int group, int n_in, int n_out, int rows, const REAL *restrict in, int ld_in,
-    const REAL *restrict Wt, const REAL *restrict b, REAL *restrict out) {
-#ifdef HAVE_TILES
-    if (n_out % TILE == 0) {
-        for (int c0 = 0; c0 < n_out; c0 += TILE) {
-            vec_t bias[TILE_VECS];
-            for (int v = 0; v < TILE_VECS; ++v) bias[v] = vec_load(b + c0 + v * VEC_WIDTH);
-            int r = 0;
-            for (; r + group <= rows; r += group) {
-                vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
-                for (int j = 0; j < group; ++j)
-                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] = bias[v];
-                for (int i = 0; i < n_in; ++i) {
-                    vec_t column[TILE_VECS];
-                    for (int v = 0; v < TILE_VECS; ++v)
-                        column[v] = vec_load(Wt + (int64_t)i * n_out + c0 + v * VEC_WIDTH);
-                    for (int j = 0; j < group; ++j) {
-                        const REAL a = in[(r + j) * ld_in + i];
-                        for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += a * column[v];
-                    }
-                }
-                for (int j = 0; j < group; ++j)
-                    for (int v = 0; v < TILE_VECS; ++v)
-                        vec_store(out + (r + j) * n_out + c0 + v * VEC_WIDTH, acc[j][v]);
-            }
-            for (; r < rows; ++r) {
-                for (int v = 0; v < TILE_VECS; ++v) {
-                    vec_t acc = bias[v];
-                    for (int i = 0; i < n_in; ++i)
-                        acc += in[r * ld_in + i] *
-                               vec_load(Wt + (int64_t)i * n_out + c0 + v * VEC_WIDTH);
-                    vec_store(out + r * n_out + c0 + v * VEC_WIDTH, acc);
-                }
-            }
-        }
-        return;
-    }
-#endif
-    int r = 0;
-    for (; r + group <= rows; r += group) {
-        REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX]; /* fixed size: a VLA here measured 1.6x slower */
-        for (int j = 0; j < group; ++j)
-            for (int o = 0; o < n_out; ++o) acc[j][o] = b[o];
-        for (int i = 0; i < n_in; ++i) {
-            const REAL *restrict column = Wt + (int64_t)i * n_out;
-            for (int j = 0; j < group; ++j) {
-                const REAL a = in[(r + j) * ld_in + i];
-                for (int o = 0; o < n_out; ++o) acc[j][o] += a * column[o];
-            }
-        }
-        for (int j = 0; j < group; ++j)
-            for (int o = 0; o < n_out; ++o) out[(r + j) * n_out + o] = acc[j][o];
-    }
-    for (; r < rows; ++r) {
-        REAL *restrict row = out + r * n_out;
-        for (int o = 0; o < n_out; ++o) row[o] = b[o];
-        for (int i = 0; i < n_in; ++i) {
-            const REAL a = in[r * ld_in + i];
-            const REAL *restrict column = Wt + (int64_t)i * n_out;
-            for (int o = 0; o < n_out; ++o) row[o] += a * column[o];
-        }
-    }
-}
-
-/* out[r, :] (+)= in[r, :] @ B for r < rows (overwritten unless `accumulate`): in [rows, n_in],
- * B [n_in, n_out], out [rows, n_out], with row strides ld_in, ld_b and ld_out; `group` rows at
- * a time, as in small_linear. */
+/* out[r, :] (+)= bias + in[r, :] @ B for r < rows (overwritten unless `accumulate`; bias
+ * [n_out] or NULL): the one product all the kernels' matrix arithmetic goes through. in is
+ * [rows, n_in] with element (r, i) at in[r * ld_in + i * in_step] (in_step > 1 reads a transposed
+ * operand), B [n_in, n_out] and out [rows, n_out] have row strides ld_b and ld_out. `group` rows
+ * at a time: the group's accumulators stay in registers and `group` independent FMA chains
+ * overlap; `group` is a compile-time constant at every call, n_out <= SMALL_WIDTH_MAX. */
 static inline __attribute__((always_inline)) void small_matmul(
     const int group, int n_in, int n_out, int rows, const REAL *restrict in, int ld_in,
-    const REAL *restrict B, int ld_b, REAL *restrict out, int ld_out, int accumulate) {
+    int in_step, const REAL *restrict B, int ld_b, const REAL *restrict bias, REAL *restrict out,
+    int ld_out, int accumulate) {
+#define IN(r, i) in[(r) * ld_in + (i) * in_step]
 #ifdef HAVE_TILES
     if (n_out % TILE == 0) {
         for (int c0 = 0; c0 < n_out; c0 += TILE) {
@@ -278,12 +215,16 @@ static inline __attribute__((always_inline)) void small_matmul(
                         acc[j][v] = accumulate
                                         ? vec_load(out + (r + j) * ld_out + c0 + v * VEC_WIDTH)
                                         : (vec_t){0};
+                if (bias)
+                    for (int j = 0; j < group; ++j)
+                        for (int v = 0; v < TILE_VECS; ++v)
+                            acc[j][v] += vec_load(bias + c0 + v * VEC_WIDTH);
                 for (int i = 0; i < n_in; ++i) {
                     vec_t column[TILE_VECS];
                     for (int v = 0; v < TILE_VECS; ++v)
                         column[v] = vec_load(B + (int64_t)i * ld_b + c0 + v * VEC_WIDTH);
                     for (int j = 0; j < group; ++j) {
-                        const REAL a = in[(r + j) * ld_in + i];
+                        const REAL a = IN(r + j, i);
                         for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += a * column[v];
                     }
                 }
@@ -295,8 +236,9 @@ static inline __attribute__((always_inline)) void small_matmul(
                 for (int v = 0; v < TILE_VECS; ++v) {
                     REAL *target = out + r * ld_out + c0 + v * VEC_WIDTH;
                     vec_t acc = accumulate ? vec_load(target) : (vec_t){0};
+                    if (bias) acc += vec_load(bias + c0 + v * VEC_WIDTH);
                     for (int i = 0; i < n_in; ++i)
-                        acc += in[r * ld_in + i] * vec_load(B + (int64_t)i * ld_b + c0 + v * VEC_WIDTH);
+                        acc += IN(r, i) * vec_load(B + (int64_t)i * ld_b + c0 + v * VEC_WIDTH);
                     vec_store(target, acc);
                 }
             }
@@ -304,17 +246,56 @@ static inline __attribute__((always_inline)) void small_matmul(
         return;
     }
 #endif
-    (void)group;
-    for (int r = 0; r < rows; ++r) {
-        REAL *restrict row = out + r * ld_out;
-        if (!accumulate)
-            for (int o = 0; o < n_out; ++o) row[o] = 0;
+    int r = 0;
+    for (; r + group <= rows; r += group) {
+        /* fixed size: a VLA here measured 1.6x slower */
+        REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX];
+        for (int j = 0; j < group; ++j)
+            for (int o = 0; o < n_out; ++o)
+                acc[j][o] = (accumulate ? out[(r + j) * ld_out + o] : 0) + (bias ? bias[o] : 0);
         for (int i = 0; i < n_in; ++i) {
-            const REAL a = in[r * ld_in + i];
+            const REAL *restrict column = B + (int64_t)i * ld_b;
+            for (int j = 0; j < group; ++j) {
+                const REAL a = IN(r + j, i);
+                for (int o = 0; o < n_out; ++o) acc[j][o] += a * column[o];
+            }
+        }
+        for (int j = 0; j < group; ++j)
+            for (int o = 0; o < n_out; ++o) out[(r + j) * ld_out + o] = acc[j][o];
+    }
+    for (; r < rows; ++r) {
+        REAL *restrict row = out + r * ld_out;
+        for (int o = 0; o < n_out; ++o) row[o] = (accumulate ? row[o] : 0) + (bias ? bias[o] : 0);
+        for (int i = 0; i < n_in; ++i) {
+            const REAL a = IN(r, i);
             const REAL *restrict column = B + (int64_t)i * ld_b;
             for (int o = 0; o < n_out; ++o) row[o] += a * column[o];
         }
     }
+#undef IN
+}
+
+/* out[r, :] = b + in[r, :] @ Wt for r < rows (in: row stride ld_in; Wt: [n_in, n_out], the
+ * transposed Linear weight; out: row stride n_out). */
+static inline __attribute__((always_inline)) void small_linear(
+    const int group, int n_in, int n_out, int rows, const REAL *restrict in, int ld_in,
+    const REAL *restrict Wt, const REAL *restrict b, REAL *restrict out) {
+    small_matmul(group, n_in, n_out, rows, in, ld_in, 1, Wt, n_out, b, out, n_out, 0);
+}
+
+/* The backward of `small_linear`: g_in[r, :] (+)= g_out[r, :] @ W (W: [n_out, n_in], torch's
+ * Linear.weight; g_in overwritten unless `accumulate`), g_W += g_out^T in, and g_b += sum_r
+ * g_out when g_b is not NULL. */
+static inline __attribute__((always_inline)) void small_linear_backward(
+    const int group, int n_in, int n_out, int rows, const REAL *restrict g_out,
+    const REAL *restrict in, int ld_in, const REAL *restrict W, REAL *restrict g_W,
+    REAL *restrict g_b, REAL *restrict g_in, int ld_g, int accumulate) {
+    if (g_b)
+        for (int q = 0; q < rows; ++q)
+            for (int k = 0; k < n_out; ++k) g_b[k] += g_out[q * n_out + k];
+    small_matmul(group, n_out, n_in, rows, g_out, n_out, 1, W, n_in, NULL, g_in, ld_g, accumulate);
+    /* g_W [n_out, n_in] += g_out^T [n_out, rows] @ in [rows, n_in] */
+    small_matmul(group, rows, n_in, n_out, g_out, 1, n_out, in, ld_in, NULL, g_W, n_in, 1);
 }
 
 /* out[c, r] = in[r, c] for r < rows, c < cols, with row strides ld_in and ld_out; the columns
@@ -324,139 +305,6 @@ static inline void small_transpose(int rows, int cols, const REAL *restrict in, 
     for (int c = 0; c < cols; ++c) {
         for (int r = 0; r < rows; ++r) out[c * ld_out + r] = in[r * ld_in + c];
         for (int r = rows; r < ld_out; ++r) out[c * ld_out + r] = 0;
-    }
-}
-
-#ifdef HAVE_TILES
-/* small_linear_backward for n_in a multiple of TILE, one tile of input columns at a time. */
-static inline __attribute__((always_inline)) void small_linear_backward_tiled(
-    const int group, int n_in, int n_out, int rows, const REAL *restrict g_out,
-    const REAL *restrict in, int ld_in, const REAL *restrict W, REAL *restrict g_W,
-    REAL *restrict g_in, int ld_g, int accumulate) {
-    for (int c0 = 0; c0 < n_in; c0 += TILE) {
-        int r = 0;
-        for (; r + group <= rows; r += group) {
-            vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
-            for (int j = 0; j < group; ++j)
-                for (int v = 0; v < TILE_VECS; ++v)
-                    acc[j][v] = accumulate ? vec_load(g_in + (r + j) * ld_g + c0 + v * VEC_WIDTH)
-                                           : (vec_t){0};
-            for (int o = 0; o < n_out; ++o) {
-                vec_t row_w[TILE_VECS];
-                for (int v = 0; v < TILE_VECS; ++v)
-                    row_w[v] = vec_load(W + (int64_t)o * n_in + c0 + v * VEC_WIDTH);
-                for (int j = 0; j < group; ++j) {
-                    const REAL g = g_out[(r + j) * n_out + o];
-                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += g * row_w[v];
-                }
-            }
-            for (int j = 0; j < group; ++j)
-                for (int v = 0; v < TILE_VECS; ++v)
-                    vec_store(g_in + (r + j) * ld_g + c0 + v * VEC_WIDTH, acc[j][v]);
-        }
-        for (; r < rows; ++r) {
-            for (int v = 0; v < TILE_VECS; ++v) {
-                REAL *target = g_in + r * ld_g + c0 + v * VEC_WIDTH;
-                vec_t acc = accumulate ? vec_load(target) : (vec_t){0};
-                for (int o = 0; o < n_out; ++o)
-                    acc += g_out[r * n_out + o] * vec_load(W + (int64_t)o * n_in + c0 + v * VEC_WIDTH);
-                vec_store(target, acc);
-            }
-        }
-        int o = 0;
-        for (; o + group <= n_out; o += group) {
-            vec_t acc[SMALL_GROUP_MAX][TILE_VECS];
-            for (int j = 0; j < group; ++j)
-                for (int v = 0; v < TILE_VECS; ++v)
-                    acc[j][v] = vec_load(g_W + (int64_t)(o + j) * n_in + c0 + v * VEC_WIDTH);
-            for (int q = 0; q < rows; ++q) {
-                vec_t a[TILE_VECS];
-                for (int v = 0; v < TILE_VECS; ++v) a[v] = vec_load(in + q * ld_in + c0 + v * VEC_WIDTH);
-                for (int j = 0; j < group; ++j) {
-                    const REAL g = g_out[q * n_out + o + j];
-                    for (int v = 0; v < TILE_VECS; ++v) acc[j][v] += g * a[v];
-                }
-            }
-            for (int j = 0; j < group; ++j)
-                for (int v = 0; v < TILE_VECS; ++v)
-                    vec_store(g_W + (int64_t)(o + j) * n_in + c0 + v * VEC_WIDTH, acc[j][v]);
-        }
-        for (; o < n_out; ++o) {
-            for (int v = 0; v < TILE_VECS; ++v) {
-                REAL *target = g_W + (int64_t)o * n_in + c0 + v * VEC_WIDTH;
-                vec_t acc = vec_load(target);
-                for (int q = 0; q < rows; ++q)
-                    acc += g_out[q * n_out + o] * vec_load(in + q * ld_in + c0 + v * VEC_WIDTH);
-                vec_store(target, acc);
-            }
-        }
-    }
-}
-#endif
-
-/* The backward of `small_linear`: g_in[r, :] (+)= g_out[r, :] @ W (W: [n_out, n_in], torch's
- * Linear.weight; g_in overwritten unless `accumulate`), g_W += g_out^T in, and g_b += sum_r
- * g_out when g_b is not NULL; both products `group` rows (or outputs) at a time. */
-static inline __attribute__((always_inline)) void small_linear_backward(
-    const int group, int n_in, int n_out, int rows, const REAL *restrict g_out,
-    const REAL *restrict in, int ld_in, const REAL *restrict W, REAL *restrict g_W,
-    REAL *restrict g_b, REAL *restrict g_in, int ld_g, int accumulate) {
-    if (g_b)
-        for (int q = 0; q < rows; ++q)
-            for (int k = 0; k < n_out; ++k) g_b[k] += g_out[q * n_out + k];
-#ifdef HAVE_TILES
-    if (n_in % TILE == 0) {
-        small_linear_backward_tiled(group, n_in, n_out, rows, g_out, in, ld_in, W, g_W, g_in, ld_g,
-                                    accumulate);
-        return;
-    }
-#endif
-    int r = 0;
-    for (; r + group <= rows; r += group) {
-        REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX];
-        for (int j = 0; j < group; ++j)
-            for (int i = 0; i < n_in; ++i) acc[j][i] = accumulate ? g_in[(r + j) * ld_g + i] : 0;
-        for (int o = 0; o < n_out; ++o) {
-            const REAL *restrict row_w = W + (int64_t)o * n_in;
-            for (int j = 0; j < group; ++j) {
-                const REAL g = g_out[(r + j) * n_out + o];
-                for (int i = 0; i < n_in; ++i) acc[j][i] += g * row_w[i];
-            }
-        }
-        for (int j = 0; j < group; ++j)
-            for (int i = 0; i < n_in; ++i) g_in[(r + j) * ld_g + i] = acc[j][i];
-    }
-    for (; r < rows; ++r) {
-        REAL *restrict target = g_in + r * ld_g;
-        if (!accumulate)
-            for (int i = 0; i < n_in; ++i) target[i] = 0;
-        for (int o = 0; o < n_out; ++o) {
-            const REAL g = g_out[r * n_out + o];
-            const REAL *restrict row_w = W + (int64_t)o * n_in;
-            for (int i = 0; i < n_in; ++i) target[i] += g * row_w[i];
-        }
-    }
-    int o = 0;
-    for (; o + group <= n_out; o += group) {
-        REAL acc[SMALL_GROUP_MAX][SMALL_WIDTH_MAX];
-        for (int j = 0; j < group; ++j)
-            for (int i = 0; i < n_in; ++i) acc[j][i] = g_W[(int64_t)(o + j) * n_in + i];
-        for (int q = 0; q < rows; ++q) {
-            const REAL *restrict a = in + q * ld_in;
-            for (int j = 0; j < group; ++j) {
-                const REAL g = g_out[q * n_out + o + j];
-                for (int i = 0; i < n_in; ++i) acc[j][i] += g * a[i];
-            }
-        }
-        for (int j = 0; j < group; ++j)
-            for (int i = 0; i < n_in; ++i) g_W[(int64_t)(o + j) * n_in + i] = acc[j][i];
-    }
-    for (; o < n_out; ++o) {
-        REAL *restrict row_g = g_W + (int64_t)o * n_in;
-        for (int q = 0; q < rows; ++q) {
-            const REAL g = g_out[q * n_out + o];
-            for (int i = 0; i < n_in; ++i) row_g[i] += g * in[q * ld_in + i];
-        }
     }
 }
 

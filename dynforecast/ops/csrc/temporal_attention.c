@@ -39,7 +39,6 @@ typedef struct {
     REAL alpha[MAX_T * MAX_T], scratch[MAX_T * MAX_T], c[MAX_T], wsum[MAX_T];
     REAL scores[MAX_T * MAX_T];    /* [T, padded T] */
     REAL transposed[MAX_H * MAX_T]; /* k, then v, as [H, padded T] */
-    REAL alpha_t[MAX_T * MAX_T];    /* alpha, then the score gradient, transposed */
     /* backward */
     REAL g_u[MAX_T * 3 * MAX_H], g_q[MAX_T * MAX_H], g_k[MAX_T * MAX_H], g_v[MAX_T * MAX_H];
     REAL g_z[MAX_T * MAX_H], g_alpha[MAX_T * MAX_T], g_c[MAX_T];
@@ -136,7 +135,8 @@ static inline __attribute__((always_inline)) void node_forward(
      * q k^T come from one small product with k transposed */
     const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
     small_transpose(T, H, w->k, H, w->transposed, padded);
-    small_matmul(ROWS, H, padded, T, w->q, H, w->transposed, padded, w->scores, padded, 0);
+    small_matmul(ROWS, H, padded, T, w->q, H, 1, w->transposed, padded, NULL, w->scores, padded,
+                 0);
     for (int t = 0; t < T; ++t) {
         const int last = masked ? t : T - 1;
         REAL *restrict scores = w->scores + t * padded;
@@ -164,7 +164,7 @@ static inline __attribute__((always_inline)) void node_forward(
     }
     if (h_out) {
         memcpy(h_out, h, sizeof(REAL) * T * H);
-        small_matmul(ROWS, T, H, T, w->alpha, T, w->v, H, h_out, H, 1);
+        small_matmul(ROWS, T, H, T, w->alpha, T, 1, w->v, H, NULL, h_out, H, 1);
     }
     if (x_out) {
         /* as sum_s w (x(s) - x(t)): the s = t term is exactly 0, so a frame that attends only
@@ -210,10 +210,10 @@ static inline __attribute__((always_inline)) void node_backward(
     }
     /* h'(t) = h(t) + sum_s alpha(t,s) v(s) */
     const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
-    small_transpose(T, T, w->alpha, T, w->alpha_t, T);
-    small_matmul(ROWS, T, H, T, w->alpha_t, T, g_hout, H, w->g_v, H, 0); /* alpha^T g_h' */
+    small_matmul(ROWS, T, H, T, w->alpha, 1, T, g_hout, H, NULL, w->g_v, H, 0); /* alpha^T g_h' */
     small_transpose(T, H, w->v, H, w->transposed, padded);
-    small_matmul(ROWS, H, padded, T, g_hout, H, w->transposed, padded, w->scores, padded, 0);
+    small_matmul(ROWS, H, padded, T, g_hout, H, 1, w->transposed, padded, NULL, w->scores,
+                 padded, 0); /* g_h' v^T */
     for (int t = 0; t < T; ++t)
         for (int s = 0; s < T; ++s) w->g_alpha[t * T + s] += w->scores[t * padded + s];
     /* c(s) = wc . SiLU(zc(s)), zc = Wc v + bc */
@@ -233,9 +233,8 @@ static inline __attribute__((always_inline)) void node_backward(
             w->scratch[t * T + s] = w->alpha[t * T + s] * (w->g_alpha[t * T + s] - dot);
     }
     /* score(t, s) = q(t) . k(s) */
-    small_matmul(ROWS, T, H, T, w->scratch, T, w->k, H, w->g_q, H, 0);
-    small_transpose(T, T, w->scratch, T, w->alpha_t, T);
-    small_matmul(ROWS, T, H, T, w->alpha_t, T, w->q, H, w->g_k, H, 0);
+    small_matmul(ROWS, T, H, T, w->scratch, T, 1, w->k, H, NULL, w->g_q, H, 0);
+    small_matmul(ROWS, T, H, T, w->scratch, 1, T, w->q, H, NULL, w->g_k, H, 0); /* (dscores)^T q */
     /* q, k, v = SiLU(W u_. + b) */
     for (int i = 0; i < T * H3; ++i) w->g_u[i] = 0;
     for (int i = 0; i < T * H; ++i) w->g_z[i] = w->g_q[i] * SILU_GRAD(w->zq[i], w->sq[i]);
