@@ -354,3 +354,88 @@ def test_dynforecast_kernels_places_the_builds(monkeypatch, tmp_path):
     monkeypatch.delenv("DYNFORECAST_KERNELS")
     monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
     assert c_kernels.cache_dir() == tmp_path / "cache" / "kernels"
+
+
+def test_the_switch_reads_the_usual_words_and_refuses_others(monkeypatch):
+    from dynforecast.errors import UsageError
+
+    for off in ("0", "false", "No", "OFF"):
+        monkeypatch.setenv("DYNFORECAST_FUSED", off)
+        assert c_kernels.kernels_switched_off(), off
+        assert fused_edge_available() == (False, f"DYNFORECAST_FUSED={off}")
+    for on in ("", "1", "true", "yes", "On"):
+        monkeypatch.setenv("DYNFORECAST_FUSED", on)
+        assert not c_kernels.kernels_switched_off(), on
+    monkeypatch.setenv("DYNFORECAST_FUSED", "flase")
+    with pytest.raises(UsageError) as caught:
+        fused_edge_available()
+    assert str(caught.value) == (
+        "environment variable DYNFORECAST_FUSED: expected 0/false/no/off or 1/true/yes/on "
+        "(got 'flase')"
+    )
+    assert caught.value.exit_code == 2
+
+
+def test_a_failed_build_is_announced_and_quiet_silences_the_notices(monkeypatch, tmp_path, capsys):
+    from dynforecast.console import set_quiet
+
+    monkeypatch.delenv("DYNFORECAST_KERNELS", raising=False)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("DYNFORECAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    fused_edge_available(torch.float32)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("building the fused CPU kernel edge_mlp (torch.float32) with ")
+    assert lines[1].startswith("the fused CPU kernel edge_mlp (torch.float32) could not be built (")
+    assert lines[1].endswith("no-such-compiler'); torch ops run")
+    monkeypatch.setattr(c_kernels, "_builds", {})
+    set_quiet(True)
+    try:
+        fused_edge_available(torch.float32)
+    finally:
+        set_quiet(False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cached_build_that_does_not_load_is_rebuilt_with_the_same_flags(tmp_path):
+    # A file with a matching sidecar that is not a library (overwritten by hand, a foreign file):
+    # it must be rebuilt as it was, not replaced by a weaker build (without OpenMP, say).
+    check = (
+        "import torch; from dynforecast.ops.fused_edge import fused_edge_available as a; "
+        "ok, why = a(torch.float64); print(why); raise SystemExit(0 if ok else 1)"
+    )
+    env = {**os.environ, "DYNFORECAST_CACHE": str(tmp_path)}
+    env.pop("DYNFORECAST_KERNELS", None)
+    first = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    (built,) = (tmp_path / "kernels").glob("edge_mlp-*.so")
+    built.write_bytes(os.urandom(20000))
+    sidecar = built.with_name(built.name + ".sha256")
+    sidecar.write_text(c_kernels._digest(built) + "\n")
+    again = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout  # the same build ("built with ... -fopenmp" here)
+    notice, building = again.stderr.strip().splitlines()
+    assert notice.startswith(f"the cached kernel {built} does not load (")
+    assert notice.endswith("; rebuilding it")
+    assert building.startswith("building the fused CPU kernel edge_mlp (torch.float64) with ")
+    assert [p.name for p in (tmp_path / "kernels").glob("edge_mlp-*.so")] == [built.name]
+
+
+def test_the_kernels_line_names_each_build(monkeypatch):
+    from dynforecast.ops import fused_edge, fused_geometry, fused_temporal
+    from dynforecast.train.config import TrainConfig
+    from dynforecast.train.summary import kernel_line
+
+    monkeypatch.setattr(fused_edge, "fused_edge_available", lambda dtype: (True, "built with A"))
+    monkeypatch.setattr(
+        fused_geometry, "fused_geometry_available", lambda dtype: (True, "built with B")
+    )
+    monkeypatch.setattr(
+        fused_temporal, "fused_temporal_available", lambda dtype: (True, "built with A")
+    )
+    line = kernel_line(torch.device("cpu"), TrainConfig(), create_model("estag").cpu_kernels())
+    assert (
+        line == "fused C: edge MLP, temporal attention (built with A); edge geometry (built with B)"
+    )

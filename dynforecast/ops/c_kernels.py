@@ -21,7 +21,6 @@ import platform
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -144,6 +143,46 @@ def _compile_into(compiler: list[str], source: Path, flags: list[str], target: P
     return None
 
 
+_SWITCH_OFF = ("0", "false", "no", "off")
+_SWITCH_ON = ("", "1", "true", "yes", "on")
+
+
+def kernels_switched_off() -> bool:
+    """Whether ``DYNFORECAST_FUSED`` turns the kernels off (0, false, no, off; case-insensitive).
+
+    Raises UsageError for a value that is neither that nor 1, true, yes, on or empty, so that a
+    typo such as ``DYNFORECAST_FUSED=flase`` does not silently keep them on.
+    """
+    text = os.environ.get(ENV_SWITCH, "").strip().lower()
+    if text in _SWITCH_OFF:
+        return True
+    if text in _SWITCH_ON:
+        return False
+    from dynforecast.errors import UsageError
+
+    raise UsageError(
+        f"environment variable {ENV_SWITCH}: expected 0/false/no/off or 1/true/yes/on "
+        f"(got {os.environ[ENV_SWITCH]!r})"
+    )
+
+
+def _notice(message: str) -> None:
+    """A line on stderr about a build (silenced by ``--quiet`` with the other logs)."""
+    from dynforecast.console import log
+
+    log(message)
+
+
+def _load(target: Path, declare: Callable[[ctypes.CDLL], None]) -> tuple[ctypes.CDLL | None, str]:
+    """The library at ``target`` with its signatures declared, else None and why."""
+    try:
+        library = ctypes.CDLL(str(target))
+        declare(library)
+    except (OSError, AttributeError) as error:  # unloadable, or lacking the kernel's symbols
+        return None, str(error)
+    return library, ""
+
+
 def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]) -> Build:
     compiler = _compiler()
     if compiler is None:
@@ -154,42 +193,50 @@ def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]
     text = source.read_bytes() + b"".join(p.read_bytes() for p in sorted(SOURCES.glob("*.h")))
     reasons: list[str] = []
     announced = False
+
+    def compile_to(target: Path, flags: list[str]) -> str | None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            _notice(
+                f"building the fused CPU kernel {name} ({dtype}) with {shown}, once per "
+                f"machine (cache {target.parent}) ..."
+            )
+        return _compile(compiler, source, flags, target)
+
     for extra in FLAG_CHOICES:
         flags = BASE_FLAGS + extra + DTYPE_FLAGS[dtype]
         key = hashlib.sha256(
             text + " ".join([*compiler, *flags]).encode() + _cpu_signature().encode()
         ).hexdigest()[:16]
         target = cache_dir() / f"{name}-{key}.so"
-        if not _verified(target):
-            if not announced:
-                announced = True
-                print(
-                    f"building the fused CPU kernel {name} ({dtype}) with {shown}, once per "
-                    f"machine (cache {target.parent}) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            reason = _compile(compiler, source, flags, target)
-            if reason is not None:
-                if reason not in reasons:
-                    reasons.append(reason)
-                continue
-        try:
-            library = ctypes.CDLL(str(target))
-            declare(library)
-        except (OSError, AttributeError) as error:  # unloadable, or lacking the kernel's symbols
-            if str(error) not in reasons:
-                reasons.append(str(error))
-            continue
-        return Build(library, f"built with {shown} {' '.join(extra)}".strip())
-    return Build(None, "; ".join(reasons))
+        compiled = not _verified(target)
+        reason = compile_to(target, flags) if compiled else None
+        if reason is None:
+            library, reason = _load(target, declare)
+            if library is None and not compiled:
+                # A complete-looking cache file that does not load (overwritten, foreign):
+                # rebuild it with the same flags rather than fall back to weaker ones.
+                _notice(f"the cached kernel {target} does not load ({reason}); rebuilding it")
+                reason = compile_to(target, flags)
+                if reason is None:
+                    library, reason = _load(target, declare)
+            if library is not None:
+                return Build(library, f"built with {shown} {' '.join(extra)}".strip())
+        if reason not in reasons:
+            reasons.append(reason)
+    why = "; ".join(reasons)
+    if announced:
+        _notice(f"the fused CPU kernel {name} ({dtype}) could not be built ({why}); torch ops run")
+    return Build(None, why)
 
 
 def load_kernel(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]) -> Build:
     """The kernel ``csrc/<name>.c`` for ``dtype``, built on first use; ``declare`` sets the
-    ctypes signatures of its functions. Cached for the process (also when the build failed)."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return Build(None, f"{ENV_SWITCH}=0")
+    ctypes signatures of its functions. Cached for the process (also when the build failed).
+    Raises UsageError for an unreadable ``DYNFORECAST_FUSED`` (`kernels_switched_off`)."""
+    if kernels_switched_off():
+        return Build(None, f"{ENV_SWITCH}={os.environ[ENV_SWITCH]}")
     if dtype not in DTYPE_FLAGS:
         return Build(None, f"dtype {dtype} (float32 and float64 only)")
     with _lock:

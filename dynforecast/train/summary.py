@@ -57,7 +57,11 @@ def kernel_line(device: torch.device, config: TrainConfig, kernels: Sequence[str
     missing = {name: reason for name, (available, reason) in results.items() if not available}
     if not built:
         return f"torch ops ({next(iter(missing.values()))})"
-    line = f"fused C: {', '.join(built)} ({results[built[0]][1]})"
+    # Kernels can come from different builds (one without OpenMP, say): group them by build.
+    by_build: dict[str, list[str]] = {}
+    for name in built:
+        by_build.setdefault(results[name][1], []).append(name)
+    line = "fused C: " + "; ".join(f"{', '.join(names)} ({how})" for how, names in by_build.items())
     if missing:
         line += "; torch ops: " + "; ".join(f"{name} ({why})" for name, why in missing.items())
     return line
