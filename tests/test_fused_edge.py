@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -309,19 +310,25 @@ def test_an_unwritable_kernel_cache_falls_back_and_says_why(monkeypatch, tmp_pat
     assert reason.startswith(f"cannot write the kernel cache {blocker / 'kernels'}: ")
 
 
-def test_a_truncated_cached_build_is_rebuilt_not_loaded(tmp_path):
-    # Each step in a fresh process, as a crash or a full disk would leave the cache between runs
-    # (a library already mapped into this process must not be cut under it).
+def _build_in_a_fresh_process(cache: Path) -> subprocess.CompletedProcess:
+    """Load (building if needed) the float64 edge kernel in a new Python process with ``cache``
+    as the project cache; its stdout is the build's reason, exit 0 when the kernel loaded."""
     check = (
         "import torch; from dynforecast.ops.fused_edge import fused_edge_available as a; "
         "ok, why = a(torch.float64); print(why); raise SystemExit(0 if ok else 1)"
     )
-    env = {**os.environ, "DYNFORECAST_CACHE": str(tmp_path)}
+    env = {**os.environ, "DYNFORECAST_CACHE": str(cache)}
     env.pop("DYNFORECAST_KERNELS", None)
-    subprocess.run([sys.executable, "-c", check], env=env, check=True, capture_output=True)
+    return subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+
+
+def test_a_truncated_cached_build_is_rebuilt_not_loaded(tmp_path):
+    # Each step in a fresh process, as a crash or a full disk would leave the cache between runs
+    # (a library already mapped into this process must not be cut under it).
+    assert _build_in_a_fresh_process(tmp_path).returncode == 0
     (built,) = (tmp_path / "kernels").glob("edge_mlp-*.so")
     built.write_bytes(built.read_bytes()[:4096])
-    result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    result = _build_in_a_fresh_process(tmp_path)
     assert result.returncode == 0, result.stderr  # loading the stub would have been SIGBUS
     assert "building the fused CPU kernel edge_mlp" in result.stderr
     assert built.stat().st_size > 4096
@@ -401,19 +408,13 @@ def test_a_failed_build_is_announced_and_quiet_silences_the_notices(monkeypatch,
 def test_a_cached_build_that_does_not_load_is_rebuilt_with_the_same_flags(tmp_path):
     # A file with a matching sidecar that is not a library (overwritten by hand, a foreign file):
     # it must be rebuilt as it was, not replaced by a weaker build (without OpenMP, say).
-    check = (
-        "import torch; from dynforecast.ops.fused_edge import fused_edge_available as a; "
-        "ok, why = a(torch.float64); print(why); raise SystemExit(0 if ok else 1)"
-    )
-    env = {**os.environ, "DYNFORECAST_CACHE": str(tmp_path)}
-    env.pop("DYNFORECAST_KERNELS", None)
-    first = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    first = _build_in_a_fresh_process(tmp_path)
     assert first.returncode == 0, first.stderr
     (built,) = (tmp_path / "kernels").glob("edge_mlp-*.so")
     built.write_bytes(os.urandom(20000))
     sidecar = built.with_name(built.name + ".sha256")
     sidecar.write_text(c_kernels._digest(built) + "\n")
-    again = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    again = _build_in_a_fresh_process(tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout  # the same build ("built with ... -fopenmp" here)
     notice, building = again.stderr.strip().splitlines()
