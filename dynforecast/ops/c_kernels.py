@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from dynforecast.console import log  # build notices: stderr, silenced by --quiet
+
 SOURCES = Path(__file__).with_name("csrc")
 ENV_SWITCH = "DYNFORECAST_FUSED"
 # Reassociation lets the compiler vectorise the kernels' dot products (results stay
@@ -166,13 +168,6 @@ def kernels_switched_off() -> bool:
     )
 
 
-def _notice(message: str) -> None:
-    """A line on stderr about a build (silenced by ``--quiet`` with the other logs)."""
-    from dynforecast.console import log
-
-    log(message)
-
-
 def _load(target: Path, declare: Callable[[ctypes.CDLL], None]) -> tuple[ctypes.CDLL | None, str]:
     """The library at ``target`` with its signatures declared, else None and why."""
     try:
@@ -198,7 +193,7 @@ def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]
         nonlocal announced
         if not announced:
             announced = True
-            _notice(
+            log(
                 f"building the fused CPU kernel {name} ({dtype}) with {shown}, once per "
                 f"machine (cache {target.parent}) ..."
             )
@@ -217,7 +212,7 @@ def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]
             if library is None and not compiled:
                 # A complete-looking cache file that does not load (overwritten, foreign):
                 # rebuild it with the same flags rather than fall back to weaker ones.
-                _notice(f"the cached kernel {target} does not load ({reason}); rebuilding it")
+                log(f"the cached kernel {target} does not load ({reason}); rebuilding it")
                 reason = compile_to(target, flags)
                 if reason is None:
                     library, reason = _load(target, declare)
@@ -227,7 +222,7 @@ def _build(name: str, dtype: torch.dtype, declare: Callable[[ctypes.CDLL], None]
             reasons.append(reason)
     why = "; ".join(reasons)
     if announced:
-        _notice(f"the fused CPU kernel {name} ({dtype}) could not be built ({why}); torch ops run")
+        log(f"the fused CPU kernel {name} ({dtype}) could not be built ({why}); torch ops run")
     return Build(None, why)
 
 

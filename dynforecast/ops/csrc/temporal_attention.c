@@ -30,6 +30,8 @@
  * that the T x T products (scores and their gradients) run on whole vector tiles. */
 #define FRAME_PAD 16
 
+static inline int padded_frames(int T) { return (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD; }
+
 typedef struct {
     REAL z1[MAX_T * 3 * MAX_H], s1[MAX_T * 3 * MAX_H], u[MAX_T * 3 * MAX_H];
     REAL zq[MAX_T * MAX_H], sq[MAX_T * MAX_H], q[MAX_T * MAX_H];
@@ -133,7 +135,7 @@ static inline __attribute__((always_inline)) void node_forward(
     silu_array(w->zv, w->sv, w->v, T * H);
     /* alpha(t, s) over the allowed s (s <= t when masked), exactly 0 elsewhere; the scores
      * q k^T come from one small product with k transposed */
-    const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
+    const int padded = padded_frames(T);
     small_transpose(T, H, w->k, H, w->transposed, padded);
     small_matmul(ROWS, H, padded, T, w->q, H, 1, w->transposed, padded, NULL, w->scores, padded,
                  0);
@@ -209,7 +211,7 @@ static inline __attribute__((always_inline)) void node_backward(
         w->g_c[s] = total;
     }
     /* h'(t) = h(t) + sum_s alpha(t,s) v(s) */
-    const int padded = (T + FRAME_PAD - 1) / FRAME_PAD * FRAME_PAD;
+    const int padded = padded_frames(T);
     small_matmul(ROWS, T, H, T, w->alpha, 1, T, g_hout, H, NULL, w->g_v, H, 0); /* alpha^T g_h' */
     small_transpose(T, H, w->v, H, w->transposed, padded);
     small_matmul(ROWS, H, padded, T, g_hout, H, 1, w->transposed, padded, NULL, w->scores,
