@@ -117,6 +117,7 @@ def simulate(
     out = Path(out)
     if out.exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     part, state_file = out.with_name(out.name + ".part"), _state_path(out)
     atoms = embed(molecule)
     atoms.calc = _calculator()

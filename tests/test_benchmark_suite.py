@@ -123,7 +123,8 @@ def test_md17_simulation_resumes_where_it_stopped(tmp_path, monkeypatch):
     from ase.io import read
 
     kwargs = {"steps": 30, "equilibration_steps": 5, "block_steps": 10}
-    whole = md17_xtb.simulate("ethanol", tmp_path / "whole.extxyz", **kwargs)
+    # into a folder that does not exist yet, as the generator's -o may name
+    whole = md17_xtb.simulate("ethanol", tmp_path / "new" / "whole.extxyz", **kwargs)
 
     real_append, calls = md17_xtb._append_block, []
 
