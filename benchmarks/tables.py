@@ -37,6 +37,17 @@ def _number(value: float | None, scale: float) -> str:
     return "-" if value is None else f"{value * scale:.4g}"
 
 
+def _distinct_numbers(values: list[float], scale: float) -> str:
+    """The values, comma-separated, with the fewest significant digits (at least 4, at most 9)
+    that tell every pair apart: two realisations whose stay MSEs agree to 4 digits still read
+    as two numbers."""
+    for digits in range(4, 10):
+        shown = [f"{v * scale:.{digits}g}" for v in values]
+        if len(set(shown)) == len(shown):
+            break
+    return ", ".join(shown)
+
+
 def data_fingerprint(record: dict) -> tuple[tuple[str, str, str], float | None]:
     """((data set, split, model), the stay baseline's test MSE): what identifies the data a
     model's cell was scored on. The file checksum is not used (it also changes when only the
@@ -123,7 +134,7 @@ def table_markdown(name: str, records: list[dict]) -> str:
             }
         )
         if len(stays) > 1:
-            shown = ", ".join(_number(v, table.unit_scale) for v in stays)
+            shown = _distinct_numbers(stays, table.unit_scale)
             lines += [
                 "",
                 f"Not comparable yet: the models of {dataset} {split} were scored on different "

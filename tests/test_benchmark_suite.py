@@ -83,6 +83,10 @@ def test_models_scored_on_different_data_are_flagged_as_not_comparable():
     assert not any(
         "Not comparable" in line for line in table_markdown("md17", [estag]).splitlines()
     )
+    # realisations that agree to four digits are still shown as two numbers
+    close = _record("egnn", 0, 2e-4, {"stay": 0.00069297621, "constant_velocity": 1.0})
+    closer = _record("estag", 0, 1e-4, {"stay": 0.00069297509, "constant_velocity": 1.0})
+    assert "(stay MSE 0.692975, 0.692976)" in table_markdown("md17", [close, closer])
 
 
 def test_replace_block_keeps_the_rest():
