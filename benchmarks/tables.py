@@ -33,8 +33,8 @@ def load_results(folder: Path) -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
 
 
-def _number(value: float | None, scale: float) -> str:
-    return "-" if value is None else f"{value * scale:.4g}"
+def _number(value: float | None, scale: float, digits: int = 4) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}g}"
 
 
 def _distinct_numbers(values: list[float], scale: float) -> str:
@@ -42,7 +42,7 @@ def _distinct_numbers(values: list[float], scale: float) -> str:
     that tell every pair apart: two realisations whose stay MSEs agree to 4 digits still read
     as two numbers."""
     for digits in range(4, 10):
-        shown = [f"{v * scale:.{digits}g}" for v in values]
+        shown = [_number(v, scale, digits) for v in values]
         if len(set(shown)) == len(shown):
             break
     return ", ".join(shown)
