@@ -418,7 +418,10 @@ def report(
 
     summary = describe_run(run)
     if plot is not None:
-        plot_curves(summary, plot, overwrite=overwrite)
+        from dynforecast.io.atomic import reading_inputs
+
+        with reading_inputs([run]):  # a checkpoint given as RUN stays a checkpoint
+            plot_curves(summary, plot, overwrite=overwrite)
     print(json.dumps(summary.to_dict()) if json_output else summary.text())
     if plot is not None and not json_output:
         print(f"curves -> {plot}")
@@ -612,22 +615,24 @@ def evaluate(
     paths = [*checkpoint, *(members or [])]
     if rollout is not None:
         from dynforecast.evaluate_rollout import evaluate_rollout, table
+        from dynforecast.io.atomic import reading_inputs
         from dynforecast.plot import check_plot_path, plot_rollout
 
-        if plot is not None:
-            check_plot_path(plot, overwrite=overwrite)
-        result = evaluate_rollout(
-            paths,
-            data,
-            steps=rollout,
-            split=split,
-            starts=starts,
-            trust_threshold=trust_threshold,
-            device=device or "auto",
-            rigid_bones=rigid_bones,
-        )
-        if plot is not None:
-            plot_rollout(result, plot, overwrite=overwrite)
+        with reading_inputs([data, *paths]):  # --plot may not replace the data or a checkpoint
+            if plot is not None:
+                check_plot_path(plot, overwrite=overwrite)
+            result = evaluate_rollout(
+                paths,
+                data,
+                steps=rollout,
+                split=split,
+                starts=starts,
+                trust_threshold=trust_threshold,
+                device=device or "auto",
+                rigid_bones=rigid_bones,
+            )
+            if plot is not None:
+                plot_rollout(result, plot, overwrite=overwrite)
         print(json.dumps(result) if json_output else table(result))
         return
     from dynforecast.errors import UsageError

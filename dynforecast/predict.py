@@ -30,7 +30,7 @@ from dynforecast.data.graphs import GraphSpec
 from dynforecast.data.loading import load_systems
 from dynforecast.data.windows import WindowSpec
 from dynforecast.errors import DivergenceError, UsageError
-from dynforecast.io.atomic import check_output_path
+from dynforecast.io.atomic import check_output_path, reading_inputs
 from dynforecast.io.export import check_export_target
 from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel
@@ -217,7 +217,52 @@ def predict_file(
     checkpoints (or run directories) are an ensemble (`dynforecast.ensemble`): the forecast is
     the members' mean, their spread the observable ``spread`` and a PDB export's B-factors.
     ``rigid_bones`` None = on for skeleton input (BVH, ASF/AMC), `dynforecast.rigid_bones`.
+    An output or export that is ``data`` or a checkpoint is refused, even with ``overwrite``
+    (OutputError, `dynforecast.io.atomic.reading_inputs`).
     """
+    paths = [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
+    with reading_inputs([data, *paths, *_checkpoint_files(paths)]):
+        return _predict_file(
+            data,
+            paths,
+            output,
+            system=system,
+            start=start,
+            steps=steps,
+            export=export,
+            overwrite=overwrite,
+            device=device,
+            rigid_bones=rigid_bones,
+        )
+
+
+def _checkpoint_files(paths: Sequence[Path]) -> list[Path]:
+    """The checkpoint files that ``paths`` (files or run directories) name, where they resolve."""
+    from dynforecast.errors import InputError
+    from dynforecast.train.trained import checkpoint_path
+
+    files = []
+    for path in paths:
+        try:
+            files.append(checkpoint_path(path))
+        except InputError:  # reported by load_members, after the output checks
+            continue
+    return files
+
+
+def _predict_file(
+    data: Path,
+    paths: Sequence[Path],
+    output: Path,
+    *,
+    system: str | None,
+    start: int | None,
+    steps: int,
+    export: Path | None,
+    overwrite: bool,
+    device: str,
+    rigid_bones: bool | None,
+) -> PredictSummary:
     from dynforecast.ensemble import check_all, ensemble_rollout, load_members
     from dynforecast.io.h5md import write_h5md
 
@@ -225,8 +270,7 @@ def predict_file(
     if export is not None:
         check_export_target(export, overwrite=overwrite)
     torch_device = setup.resolve_device(device)
-    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
-    members = load_members([Path(p) for p in paths])
+    members = load_members(paths)
     trained = members[0]
     # Only the system forecast is read (the first one by default), however many the file has.
     chosen = load_systems(data, [system if system is not None else _first_system(data)])[0]

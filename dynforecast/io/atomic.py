@@ -8,11 +8,45 @@ that "exists without --overwrite" and "unwritable place" are reported the same w
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from dynforecast.errors import OutputError
+
+
+# The files the running command reads: no output may replace one of them, --overwrite or not.
+_INPUTS: ContextVar[tuple[Path, ...]] = ContextVar("dynforecast_inputs", default=())
+
+
+@contextmanager
+def reading_inputs(paths: Iterable[str | Path | None]) -> Iterator[None]:
+    """Within the block, `check_output_path` refuses any output that is one of ``paths``.
+
+    Why: an output is written beside its target and renamed over it, so ``ingest a.xyz -o a.xyz
+    --overwrite`` or ``predict d.h5 -o d.h5 --overwrite`` would replace the very file being read,
+    and the data would be gone. Files are compared by identity (``os.path.samefile``: the same
+    device and inode), so a symbolic link, a hard link or another spelling of the path is caught
+    too. ``None`` entries are skipped; the blocks nest (an inner command adds to the outer set).
+    """
+    given = tuple(Path(p) for p in paths if p is not None)
+    token = _INPUTS.set(_INPUTS.get() + given)
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def _input_at(path: Path) -> Path | None:
+    """The input of the running command that ``path`` names (the same file), else None."""
+    for source in _INPUTS.get():
+        try:
+            if os.path.samefile(source, path):
+                return source
+        except OSError:  # an input that is not there (yet) cannot be replaced
+            continue
+    return None
 
 
 def temporary_path(path: Path) -> Path:
@@ -21,9 +55,19 @@ def temporary_path(path: Path) -> Path:
 
 
 def check_output_path(path: Path, *, overwrite: bool) -> None:
-    """Refuse an existing output (unless ``overwrite``) and a missing or unwritable directory."""
+    """Refuse an existing output (unless ``overwrite``) and a missing or unwritable directory.
+
+    An output that is one of the running command's inputs (`reading_inputs`) is refused even
+    with ``overwrite``: replacing it would destroy the data being read. Raises OutputError.
+    """
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    source = _input_at(path) if path.exists() else None
+    if source is not None:
+        same = "" if source == path else f" ({source})"
+        raise OutputError(
+            f"{path}: is an input of this command{same}; write the output to another file"
+        )
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: exists (use --overwrite to replace it)")
     directory = path.parent if str(path.parent) else Path(".")

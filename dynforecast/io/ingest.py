@@ -19,6 +19,7 @@ import numpy as np
 from dynforecast.console import log
 from dynforecast.errors import UsageError
 from dynforecast.io.amc import pair_skeletons
+from dynforecast.io.atomic import reading_inputs
 from dynforecast.io.frame_spacing import SpacingCheck
 from dynforecast.io.h5md import SYSTEM_NAME, H5MDWriter, add_trajectory_system
 from dynforecast.io.notes import NOTES_PARAMETER, IngestNote, notes_to_json
@@ -157,7 +158,11 @@ def ingest(
     for path, top in pairs:  # fail on any bad input before converting the first one
         input_kind(path, topology=top, **options)
     summaries = []
-    with H5MDWriter(output, overwrite=overwrite, compression=compression) as writer:
+    read = [*paths, topology, *(top for _, top in pairs)]
+    with (
+        reading_inputs(read),  # the output may not replace an input, --overwrite or not
+        H5MDWriter(output, overwrite=overwrite, compression=compression) as writer,
+    ):
         for (path, top), name in zip(pairs, chosen, strict=True):
             system = open_input(path, name=name, topology=top, **options)
             header = system.header

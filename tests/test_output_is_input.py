@@ -1,0 +1,169 @@
+"""An output may never replace one of the command's own inputs, --overwrite or not (exit 4).
+
+A fresh user ran ``ingest a.xyz -o a.xyz --overwrite`` and ``predict d.h5 ... -o d.h5
+--overwrite``: the atomic rename put the H5MD output over the file being read and the data was
+gone. Each writer now refuses it before any work, whichever spelling names the input (the same
+path, ``./`` prefixed, a symbolic link, a hard link), and leaves the input byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dynforecast.cli import app
+from dynforecast.errors import OutputError
+from dynforecast.io.atomic import check_output_path, reading_inputs
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_xyz(path: Path, frames: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(frames):
+        lines += ["3", "water"]
+        for element, xyz in zip("OHH", rng.normal(size=(3, 3)), strict=True):
+            lines.append(f"{element} {xyz[0]:.5f} {xyz[1]:.5f} {xyz[2]:.5f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("same")
+    data = root / "nbody.h5"
+    result = invoke("generate", "nbody", "-o", data, "--trajectories", 10, "--mode", "fast")
+    assert result.exit_code == 0, result.stderr
+    run = root / "run"
+    result = invoke("train", data, "--model", "egnn", "--out", run, "--epochs", 1)
+    assert result.exit_code == 0, result.stderr
+    return root, data, run
+
+
+def spellings(path: Path, root: Path, tag: str) -> list[Path]:
+    """The same file named four ways: as given, with ./.., through a symlink, a hard link."""
+    link = root / f"link-{tag}{path.suffix}"
+    hard = root / f"hard-{tag}{path.suffix}"
+    for other in (link, hard):
+        other.unlink(missing_ok=True)
+    link.symlink_to(path)
+    os.link(path, hard)
+    return [path, path.parent / ".." / path.parent.name / path.name, link, hard]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2, 3])
+def test_ingest_refuses_to_replace_its_own_input(tmp_path, which):
+    source = tmp_path / "water.xyz"
+    write_xyz(source)
+    before = digest(source)
+    output = spellings(source, tmp_path, "xyz")[which]
+    result = invoke("ingest", source, "-o", output, "--overwrite")
+    assert result.exit_code == 4, result.stderr
+    suffix = "" if output == source else f" ({source})"
+    assert result.stderr == (
+        f"error: {output}: is an input of this command{suffix}; write the output to another file\n"
+    )
+    assert digest(source) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ingest_refuses_to_replace_its_topology(tmp_path):
+    import mdtraj
+
+    topology = tmp_path / "top.pdb"
+    positions = np.random.default_rng(1).normal(size=(3, 3, 3)).astype(np.float32)
+    top = mdtraj.Topology()
+    residue = top.add_residue("HOH", top.add_chain())
+    for name, element in (("O", "O"), ("H1", "H"), ("H2", "H")):
+        top.add_atom(name, mdtraj.element.get_by_symbol(element), residue)
+    trajectory = mdtraj.Trajectory(positions, top)
+    trajectory[0].save_pdb(str(topology))
+    dcd = tmp_path / "water.dcd"
+    trajectory.save_dcd(str(dcd))
+    before = digest(topology)
+    result = invoke("ingest", dcd, "--topology", topology, "-o", topology, "--overwrite")
+    assert result.exit_code == 4
+    assert result.stderr == (
+        f"error: {topology}: is an input of this command; write the output to another file\n"
+    )
+    assert digest(topology) == before
+
+
+@pytest.mark.parametrize("which", [0, 2, 3])
+def test_predict_refuses_to_replace_its_data(workspace, which):
+    root, data, run = workspace
+    before = digest(data)
+    output = spellings(data, root, f"data{which}")[which]
+    result = invoke("predict", data, "--checkpoint", run, "--steps", 2, "-o", output, "--overwrite")
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith(f"error: {output}: is an input of this command")
+    assert digest(data) == before
+
+
+@pytest.mark.parametrize("target", ["best.pt", "export"])
+def test_predict_refuses_to_replace_a_checkpoint(workspace, target):
+    """The checkpoint named through its run directory (best.pt) counts; so does --export."""
+    root, data, run = workspace
+    best = run / "best.pt"
+    before = digest(best)
+    fresh = root / "fresh.h5"
+    given = root / "nbody-h5md.xyz"  # H5MD data under an export's name
+    given.write_bytes(data.read_bytes())
+    if target == "best.pt":
+        args = ["-o", best]
+    else:
+        args = ["-o", fresh, "--export", given]
+    result = invoke("predict", given, "--checkpoint", run, "--steps", 2, *args, "--overwrite")
+    assert result.exit_code == 4, result.stderr
+    refused = best if target == "best.pt" else given
+    assert result.stderr.startswith(f"error: {refused}: is an input of this command")
+    assert digest(best) == before
+    assert digest(given) == digest(data)
+    assert not fresh.exists()
+
+
+def test_evaluate_plot_may_not_replace_the_data(tmp_path, workspace):
+    _, data, run = workspace
+    picture = tmp_path / "data.png"
+    picture.write_bytes(data.read_bytes())  # an H5MD file named .png, given as the data
+    result = invoke(
+        "evaluate", run, picture, "--rollout", 2, "--plot", picture, "--overwrite"
+    )
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr == (
+        f"error: {picture}: is an input of this command; write the output to another file\n"
+    )
+
+
+def test_an_unrelated_existing_output_is_still_replaced_with_overwrite(workspace, tmp_path):
+    _, data, run = workspace
+    output = tmp_path / "forecast.h5"
+    output.write_bytes(b"old")
+    result = invoke("predict", data, "--checkpoint", run, "--steps", 2, "-o", output, "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert output.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_the_protection_ends_with_the_block(tmp_path):
+    source = tmp_path / "a.xyz"
+    source.write_text("x")
+    with reading_inputs([source, None]):
+        with pytest.raises(OutputError, match="is an input of this command"):
+            check_output_path(source, overwrite=True)
+        with reading_inputs([tmp_path / "absent.xyz"]):  # nested, and a missing input is ignored
+            with pytest.raises(OutputError):
+                check_output_path(source, overwrite=True)
+    check_output_path(source, overwrite=True)
