@@ -1,7 +1,9 @@
 """Markdown tables from the cached cell results of benchmarks/run.py.
 
-Run: ``python -m benchmarks.tables [--quick] [--out FILE]``. Without ``--out`` the tables replace
-the block between ``<!-- tables:begin -->`` and ``<!-- tables:end -->`` in benchmarks/README.md.
+Run: ``python -m benchmarks.tables [--quick] [--out FILE]``. Without ``--out`` the tables of the
+full results replace the block between ``<!-- tables:begin -->`` and ``<!-- tables:end -->`` in
+benchmarks/README.md; those of the ``--quick`` results (tiny budgets, never to be quoted) go to
+standard output, so that they can never replace the committed tables.
 
 One row per data set, split and model: data set first, model second, then the test MSE's mean
 and standard deviation over seeds (sample sd, n - 1; "-" for one seed), the seeds, the epochs and
@@ -180,11 +182,17 @@ def replace_block(text: str, block: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the benchmark tables as Markdown.")
     parser.add_argument("--quick", action="store_true", help="tables of the --quick results")
-    parser.add_argument("--out", type=Path, help="write here instead of benchmarks/README.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write here instead of benchmarks/README.md (--quick: instead of standard output)",
+    )
     args = parser.parse_args(argv)
     markdown = all_tables(load_results(QUICK_RESULTS if args.quick else RESULTS))
     if args.out is not None:
         args.out.write_text(markdown + "\n", encoding="utf-8")
+    elif args.quick:
+        print(markdown)
     else:
         README.write_text(replace_block(README.read_text(encoding="utf-8"), markdown), "utf-8")
     return 0

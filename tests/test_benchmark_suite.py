@@ -96,6 +96,21 @@ def test_replace_block_keeps_the_rest():
         replace_block("no markers", "new")
 
 
+def test_quick_tables_go_to_stdout_and_leave_the_readme_alone(tmp_path, monkeypatch, capsys):
+    from benchmarks import tables
+
+    quick = tmp_path / "results-quick" / "md17" / "md17-ethanol" / "md17_reference"
+    quick.mkdir(parents=True)
+    (quick / "estag-seed0.json").write_text(json.dumps(_record("estag", 0, 1e-4)))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"head\n{BEGIN}\ncommitted\n{END}\n")
+    monkeypatch.setattr(tables, "QUICK_RESULTS", tmp_path / "results-quick")
+    monkeypatch.setattr(tables, "README", readme)
+    assert tables.main(["--quick"]) == 0
+    assert "| md17-ethanol | estag |" in capsys.readouterr().out
+    assert readme.read_text() == f"head\n{BEGIN}\ncommitted\n{END}\n"
+
+
 def test_quick_plan_uses_tiny_data_and_a_split_that_fits():
     cells = plan(
         ["md17"], quick=True, seeds=[0], models=["estag"], datasets=None, splits=None, epochs=None
