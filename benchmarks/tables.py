@@ -50,14 +50,40 @@ def _distinct_numbers(values: list[float], scale: float) -> str:
     return ", ".join(shown)
 
 
-def data_fingerprint(record: dict) -> tuple[tuple[str, str, str], float | None]:
-    """((data set, split, model), the stay baseline's test MSE): what identifies the data a
-    model's cell was scored on. The file checksum is not used (it also changes when only the
-    file's metadata does), and the stay baseline depends on the model's window (one past frame
-    or ten give other test windows), hence the model in the key."""
-    stay = record.get("baselines", {}).get("stay")
+#: Split modes whose test windows depend on the seed (`dynforecast.data.splits`): there the
+#: stay baseline differs from seed to seed on one and the same file.
+SEEDED_SPLITS = frozenset({"random", "random_systems"})
+
+
+def _config(record: dict) -> dict:
+    return record.get("config") or {}
+
+
+def data_fingerprint(record: dict) -> tuple[tuple[str, str, str], float | str | None]:
+    """((data set, split, model), what identifies the data a model's cell was scored on).
+
+    Normally the stay baseline's test MSE: the file checksum is not used, because it also
+    changes when only the file's metadata does, and the stay baseline depends on the model's
+    window (one past frame or ten give other test windows), hence the model in the key. On a
+    split whose test windows depend on the seed (`SEEDED_SPLITS`, e.g. the ``--quick`` stand-in
+    for ESTAG's MD17 split) the stay differs per seed on the same data, so the data file's
+    checksum is the fingerprint there.
+    """
     key = (record["dataset"], record["split"], record["model"])
+    train_config = _config(record).get("train_config", {})
+    if train_config.get("data", {}).get("split", {}).get("mode") in SEEDED_SPLITS:
+        checksum = _config(record).get("data_checksum")
+        return key, None if checksum is None else f"checksum {checksum[:8]}"
+    stay = record.get("baselines", {}).get("stay")
     return key, None if stay is None else float(f"{stay:.9g}")
+
+
+def _realisations(values: set[float | str], scale: float) -> str:
+    """The fingerprints of several realisations as the note under a table shows them."""
+    numbers = sorted(v for v in values if isinstance(v, float))
+    texts = sorted(v for v in values if isinstance(v, str))
+    shown = [f"stay MSE {_distinct_numbers(numbers, scale)}"] if numbers else []
+    return "; ".join(shown + ([", ".join(texts)] if texts else []))
 
 
 def current_data(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -68,7 +94,7 @@ def current_data(records: list[dict]) -> tuple[list[dict], list[dict]]:
     as one: per data set, split and model, the data of the most recently finished cell is
     current; that model's cells scored on other data are left out (and listed under the table).
     """
-    latest: dict[tuple[str, str, str], tuple[str, float | None]] = {}
+    latest: dict[tuple[str, str, str], tuple[str, float | str | None]] = {}
     for record in records:
         key, stay = data_fingerprint(record)
         finished = record.get("finished", "")
@@ -126,21 +152,19 @@ def table_markdown(name: str, records: list[dict]) -> str:
                     "| - | - | - | - |"
                 )
     for dataset, split in datasets:
-        stays = sorted(
-            {
-                data_fingerprint(r)[1]
-                for r in records
-                if (r["dataset"], r["split"]) == (dataset, split)
-                and data_fingerprint(r)[1] is not None
-                and not r["model"].endswith("_paper")  # its own window: its own stay
-            }
-        )
-        if len(stays) > 1:
-            shown = _distinct_numbers(stays, table.unit_scale)
+        fingerprints = {
+            data_fingerprint(r)[1]
+            for r in records
+            if (r["dataset"], r["split"]) == (dataset, split)
+            and data_fingerprint(r)[1] is not None
+            and not r["model"].endswith("_paper")  # its own window: its own stay
+        }
+        if len(fingerprints) > 1:
+            shown = _realisations(fingerprints, table.unit_scale)
             lines += [
                 "",
                 f"Not comparable yet: the models of {dataset} {split} were scored on different "
-                f"realisations of the data (stay MSE {shown}); the baseline rows are one of them.",
+                f"realisations of the data ({shown}); the baseline rows are one of them.",
             ]
     if left_out:
         names = ", ".join(

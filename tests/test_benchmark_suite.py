@@ -89,6 +89,31 @@ def test_models_scored_on_different_data_are_flagged_as_not_comparable():
     assert "(stay MSE 0.692975, 0.692976)" in table_markdown("md17", [close, closer])
 
 
+def test_seeds_of_a_seeded_split_are_one_realisation_when_the_file_is_the_same():
+    """A random split (the --quick stand-in for ESTAG's MD17 split) gives each seed its own test
+    windows, hence its own stay MSE: the data file's checksum decides, not the stay."""
+
+    def on(checksum, seed, mse, stay):
+        record = _record("estag", seed, mse, {"stay": stay, "constant_velocity": 1.0})
+        split = {"data": {"split": {"mode": "random"}}}
+        record.update(config={"data_checksum": checksum, "train_config": split})
+        record["finished"] = f"2026-12-07 1{seed}:00:00"
+        return record
+
+    same = [on("abcdef0123", 0, 1e-4, 0.004), on("abcdef0123", 1, 3e-4, 0.005)]
+    lines = table_markdown("md17", same).splitlines()
+    estag = next(line for line in lines if "| estag |" in line)
+    assert estag.split("|")[6].strip() == "0,1"
+    assert not any("Left out" in line or "Not comparable" in line for line in lines)
+    other = [same[0], on("99887766aa", 1, 3e-4, 0.005)]
+    lines = table_markdown("md17", other).splitlines()
+    assert next(line for line in lines if "| estag |" in line).split("|")[6].strip() == "1"
+    assert lines[-1] == (
+        "Left out (trained on an earlier realisation of regenerated data): "
+        "md17-ethanol md17_reference estag seed 0."
+    )
+
+
 def test_replace_block_keeps_the_rest():
     text = f"head\n{BEGIN}\nold\n{END}\ntail\n"
     assert replace_block(text, "new") == f"head\n{BEGIN}\nnew\n{END}\ntail\n"
