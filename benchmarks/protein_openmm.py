@@ -1,7 +1,7 @@
 """A protein trajectory made offline with OpenMM, for the protein table's long-trajectory rows.
 
-Run: ``python -m benchmarks.protein_openmm -o DIR [--nanoseconds 2] [--quick]``; writes
-``DIR/chignolin.pdb`` (the topology, hydrogens included) and ``DIR/chignolin.dcd``.
+Run: ``python -m benchmarks.protein_openmm -o DIR [--nanoseconds 2] [--equilibration-steps N]``;
+writes ``DIR/chignolin.pdb`` (the topology, hydrogens included) and ``DIR/chignolin.dcd``.
 
 Why this system: issue 12 asks for a protein trajectory of a few thousand frames made here, in
 implicit solvent. On the 2-core CI-class machine OpenMM's CPU platform runs Trp-cage (304 atoms,
@@ -174,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--nanoseconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--equilibration-steps", type=int, default=EQUILIBRATION_STEPS)
     args = parser.parse_args(argv)
     frame_ns = FRAME_STEPS * STEP_FS * 1e-6
-    pdb, dcd = simulate(args.out, round(args.nanoseconds / frame_ns), args.threads)
+    frames = round(args.nanoseconds / frame_ns)
+    pdb, dcd = simulate(args.out, frames, args.threads, args.equilibration_steps)
     print(pdb, dcd)
     return 0
 

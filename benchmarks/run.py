@@ -161,7 +161,7 @@ def _write_record(cell: Cell, data: Path, training: dict, seconds: float) -> dic
         "windows": evaluation.get("windows"),
         "training": training,
         "config": config,
-        "data_command": cell.dataset.command,
+        "data_command": cell.dataset.command_for(cell.quick),
         "train_command": " ".join(_shown(cell.train_argv(data))),
         "seconds": seconds,
         "machine": machine(),

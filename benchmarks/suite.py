@@ -57,12 +57,18 @@ BASELINES = ("stay", "constant_velocity", "linear", "file_velocity")
 class DataSet:
     """One data file of a table: ``make(directory, quick)`` writes it and returns its path.
 
-    ``command`` is the shell text that made it (for the table's provenance column).
+    ``command`` is the shell text that made it (for the table's provenance column) and
+    ``quick_command`` the text that made the ``--quick`` file, where that differs.
     """
 
     name: str
     make: Callable[[Path, bool], Path]
     command: str
+    quick_command: str | None = None
+
+    def command_for(self, quick: bool) -> str:
+        """The command that made this data set's file in a full or a ``--quick`` run."""
+        return self.quick_command if quick and self.quick_command is not None else self.command
 
 
 @dataclass(frozen=True)
@@ -157,11 +163,18 @@ def _md17(molecule: str) -> DataSet:
             )
         return out
 
-    command = (
-        f"python -m benchmarks.md17_xtb {molecule} -o {molecule}.extxyz --steps {MD17_STEPS} && "
-        f'dynforecast ingest {molecule}.extxyz --select "not element H" -o {molecule}.h5'
+    def command(steps: int, name: str) -> str:
+        return (
+            f"python -m benchmarks.md17_xtb {molecule} -o {name}.extxyz --steps {steps} && "
+            f'dynforecast ingest {name}.extxyz --select "not element H" -o {name}.h5'
+        )
+
+    return DataSet(
+        f"md17-{molecule}",
+        make,
+        command(MD17_STEPS, molecule),
+        command(MD17_QUICK_STEPS, f"{molecule}-quick"),
     )
-    return DataSet(f"md17-{molecule}", make, command)
 
 
 MD17_WINDOW = ("data.window.protocol=md17", "data.graph.kind=bonds", "data.graph.hops=2")
@@ -264,12 +277,19 @@ def _chignolin(selection: str, label: str) -> DataSet:
             )
         return out
 
-    command = (
-        f"python -m benchmarks.protein_openmm -o chignolin --nanoseconds {PROTEIN_NS} && "
-        f"dynforecast ingest chignolin/chignolin.dcd --topology chignolin/chignolin.pdb "
-        f'--select "{selection}" -o chignolin-{label}.h5'
+    def command(nanoseconds: float, folder: str, equilibration: int) -> str:
+        return (
+            f"python -m benchmarks.protein_openmm -o {folder} --nanoseconds {nanoseconds} "
+            f"--equilibration-steps {equilibration} && dynforecast ingest {folder}/chignolin.dcd "
+            f'--topology {folder}/chignolin.pdb --select "{selection}" -o {folder}-{label}.h5'
+        )
+
+    return DataSet(
+        f"chignolin-{label}",
+        make,
+        command(PROTEIN_NS, "chignolin", 5000),
+        command(PROTEIN_QUICK_NS, "chignolin-quick", 500),
     )
-    return DataSet(f"chignolin-{label}", make, command)
 
 
 PROTEIN_NS = 2.0
@@ -373,6 +393,12 @@ MOTION_COMMAND = (
     "at 80 % of its frames into train and validation parts) and tutorials/test2.bvh (test); "
     "dynforecast ingest clip1-train.bvh clip1-val.bvh clip2-test.bvh -o motion.h5"
 )
+MOTION_QUICK_COMMAND = (
+    "pip download --no-deps --no-binary :all: bvhtools==1.6.0; clips tutorials/test1.bvh (its "
+    "first 600 frames, cut at 80 % into train and validation parts) and tutorials/test2.bvh (its "
+    "first 600 frames, test); dynforecast ingest clip1-train.bvh clip1-val.bvh clip2-test.bvh "
+    "-o motion-quick.h5"
+)
 
 # The tables -------------------------------------------------------------------------------------
 
@@ -415,7 +441,12 @@ TABLES: dict[str, Table] = {
         name="nbody",
         title="Charged N-body (EGNN's recipe, frame 30 -> 40), test MSE",
         datasets=(
-            DataSet("nbody_small", _nbody, "dynforecast generate nbody --recipe nbody_small"),
+            DataSet(
+                "nbody_small",
+                _nbody,
+                "dynforecast generate nbody --recipe nbody_small",
+                "dynforecast generate nbody --trajectories 70 --mode fast",
+            ),
         ),
         splits=(Split("recipe", ("data.split.mode=systems", NBODY_FRACTIONS)),),
         settings=("data.window.protocol=nbody-standard", "data.graph.kind=all_pairs"),
@@ -469,7 +500,7 @@ TABLES: dict[str, Table] = {
     "motion": Table(
         name="motion",
         title="Human motion capture (bvhtools clips), test MSE in the file's length unit",
-        datasets=(DataSet("bvhtools", _motion, MOTION_COMMAND),),
+        datasets=(DataSet("bvhtools", _motion, MOTION_COMMAND, MOTION_QUICK_COMMAND),),
         splits=(Split("by_clip", BY_SYSTEM_IN_ORDER), CHRONOLOGICAL),
         settings=("data.window.protocol=motion", "data.graph.kind=bonds", "data.graph.hops=2"),
         epochs=50,

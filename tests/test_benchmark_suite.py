@@ -149,6 +149,14 @@ def test_quick_plan_uses_tiny_data_and_a_split_that_fits():
     assert len(full) == 8 * 2 * 4 * 2
     assert "data.split.mode=md17_reference" in full[0].settings()
     assert all(c.epochs == suite.TABLES["md17"].epochs for c in full)
+    # the provenance of a quick cell is the command that made the quick file
+    ethanol = reference.dataset
+    assert f"--steps {suite.MD17_QUICK_STEPS} " in ethanol.command_for(True)
+    assert f"--steps {suite.MD17_STEPS} " in ethanol.command_for(False)
+    nbody = suite.TABLES["nbody"].datasets[0]
+    assert "--trajectories 70 --mode fast" in nbody.command_for(True)
+    protein = suite.TABLES["protein_md"].datasets[0]
+    assert f"--nanoseconds {suite.PROTEIN_QUICK_NS} " in protein.command_for(True)
 
 
 def test_bvh_slice_keeps_hierarchy_and_frames(tmp_path):
