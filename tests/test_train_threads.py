@@ -4,6 +4,8 @@ start-of-run line says which applied, and torch trains with that many threads.""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -105,16 +107,24 @@ def test_omp_num_threads_and_threads_option_win_and_bad_values_are_refused(tmp_p
     kw = {"cgroup_root": tmp_path, "proc_cgroup": tmp_path / "none", "affinity": 16}
     assert choose_threads(None, environ={"OMP_NUM_THREADS": "3"}, **kw).source == "OMP_NUM_THREADS"
     assert choose_threads(None, environ={"OMP_NUM_THREADS": "2,1"}, **kw).count == 2
-    given = choose_threads(5, environ={"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}, **kw)
+    given = choose_threads(
+        5, environ={"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}, machine_cpus=16, **kw
+    )
     assert (given.count, given.source) == (5, "--threads")
 
 
 def test_asking_for_more_threads_than_cpus_is_honoured_and_said(tmp_path):
     kw = {"cgroup_root": tmp_path, "proc_cgroup": tmp_path / "none", "affinity": 2}
-    given = choose_threads(64, environ={}, **kw)
+    given = choose_threads(64, environ={}, machine_cpus=64, **kw)
     assert (given.count, given.source) == (
         64,
         "--threads; more than the 2 CPUs this process may use: CPU affinity",
+    )
+    with pytest.raises(UsageError) as beyond:
+        choose_threads(999, environ={}, machine_cpus=64, **kw)
+    assert str(beyond.value) == (
+        "--threads 999: more than the 64 CPUs of this machine (this process may use 2: "
+        "CPU affinity)"
     )
     given = choose_threads(None, environ={"OMP_NUM_THREADS": "4", "SLURM_CPUS_PER_TASK": "1"}, **kw)
     assert given.source == (
@@ -142,7 +152,10 @@ def _train_cli(data: Path, out: Path, *extra: str):
     return runner.invoke(app, [*args, *SMALL, "--out", str(out), *extra])
 
 
-def test_threads_option_is_printed_and_used_by_the_training(data, tmp_path):
+def test_threads_option_is_printed_and_used_by_the_training(data, tmp_path, monkeypatch):
+    import dynforecast.train.threads as threads_module
+
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 64)  # 3 threads on any machine
     before = torch.get_num_threads()
     result = _train_cli(data, tmp_path / "run", "--threads", "2")
     assert result.exit_code == 0, result.stderr
@@ -154,6 +167,17 @@ def test_threads_option_is_printed_and_used_by_the_training(data, tmp_path):
     train(data, config, tmp_path / "hook", threads=3,
           on_epoch_end=lambda epoch, row: seen.append(torch.get_num_threads()))  # fmt: skip
     assert seen == [3, 3]
+
+
+def test_more_threads_than_the_machine_has_is_one_usage_line(data, tmp_path):
+    cpus = os.cpu_count()
+    result = _train_cli(data, tmp_path / "run", "--threads", str(cpus + 1))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: --threads {cpus + 1}: more than the {cpus} CPU{'' if cpus == 1 else 's'} of "
+        "this machine (this process may use "
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_default_comes_from_the_environment_and_the_cpus(data, tmp_path, monkeypatch):

@@ -55,12 +55,16 @@ def choose_threads(
     cgroup_root: Path = CGROUP_ROOT,
     proc_cgroup: Path = PROC_CGROUP,
     affinity: int | None = None,
+    machine_cpus: int | None = None,
 ) -> ThreadChoice:
     """The thread count of this process (see the module docstring for the order of sources).
 
     ``ranks_on_node``: DDP ranks on this node; ``launcher``: "slurm" (srun started each rank),
-    "torchrun" or None (one process); ``affinity`` replaces `affinity_cpus` (tests). Raises
-    UsageError for ``requested`` < 1 or a malformed OMP_NUM_THREADS.
+    "torchrun" or None (one process); ``affinity`` and ``machine_cpus`` replace `affinity_cpus`
+    and ``os.cpu_count()`` (tests). More threads than the process may use are honoured with a
+    note (the user may know better than a cgroup); more than the machine has CPUs cannot be
+    meant. Raises UsageError for ``requested`` < 1 or above the machine's CPUs, and for a
+    malformed OMP_NUM_THREADS.
     """
     env = os.environ if environ is None else environ
     usable = usable_cpus(
@@ -74,6 +78,12 @@ def choose_threads(
     if requested is not None:
         if requested < 1:
             raise UsageError(f"--threads: expected a positive number (got {requested})")
+        cpus = machine_cpus if machine_cpus is not None else os.cpu_count() or 1
+        if requested > cpus:
+            raise UsageError(
+                f"--threads {requested}: more than the {cpus} CPU{'' if cpus == 1 else 's'} of "
+                f"this machine (this process may use {usable.count}: {usable.source})"
+            )
         return _beyond(ThreadChoice(requested, "--threads"), usable)
     omp = env.get("OMP_NUM_THREADS", "").strip()
     if omp:
