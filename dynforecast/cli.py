@@ -90,6 +90,18 @@ def _flags_without_a_value_type() -> None:
 _flags_without_a_value_type()
 
 
+def _end_now_if_the_process_group_broke(code: int) -> None:
+    """Exit at once with ``code`` after a peer of a DDP run went away (see
+    `dynforecast.train.distributed.group_broken`): outputs are flushed, files were closed when
+    the error unwound the run, and only the interpreter's teardown, which gloo can abort, is
+    skipped."""
+    distributed = sys.modules.get("dynforecast.train.distributed")
+    if distributed is not None and distributed.group_broken():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def handle_errors(command: F) -> F:
     """Turn a `DynforecastError` into one stderr line and its exit code (traceback with --debug)."""
 
@@ -101,6 +113,7 @@ def handle_errors(command: F) -> F:
             if _state["debug"]:
                 raise
             print(f"error: {exc}", file=sys.stderr)
+            _end_now_if_the_process_group_broke(exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)

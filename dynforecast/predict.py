@@ -220,7 +220,9 @@ def predict_file(
     An output or export that is ``data`` or a checkpoint is refused, even with ``overwrite``
     (OutputError, `dynforecast.io.atomic.reading_inputs`).
     """
-    paths = [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
+    paths = (
+        [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
+    )
     with reading_inputs([data, *paths, *_checkpoint_files(paths)]):
         return _predict_file(
             data,

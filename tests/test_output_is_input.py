@@ -139,9 +139,7 @@ def test_evaluate_plot_may_not_replace_the_data(tmp_path, workspace):
     _, data, run = workspace
     picture = tmp_path / "data.png"
     picture.write_bytes(data.read_bytes())  # an H5MD file named .png, given as the data
-    result = invoke(
-        "evaluate", run, picture, "--rollout", 2, "--plot", picture, "--overwrite"
-    )
+    result = invoke("evaluate", run, picture, "--rollout", 2, "--plot", picture, "--overwrite")
     assert result.exit_code == 4, result.stderr
     assert result.stderr == (
         f"error: {picture}: is an input of this command; write the output to another file\n"

@@ -82,6 +82,15 @@ def test_host_lists_and_tasks_per_node():
         slurm_tasks_on_this_node({"SLURM_STEP_TASKS_PER_NODE": "4(x2),3", "SLURM_NODEID": "2"}) == 3
     )
     assert slurm_tasks_on_this_node({"SLURM_TASKS_PER_NODE": "garbage"}) == 1
+    # without the per-node list: the step's tasks over its nodes, rounded up
+    counts = {"SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_NUM_NODES": "2"}
+    assert slurm_tasks_on_this_node(counts) == 4
+    assert slurm_tasks_on_this_node({"SLURM_NTASKS": "3", "SLURM_NNODES": "2"}) == 2
+    listed = {"SLURM_NTASKS": "4", "SLURM_JOB_NODELIST": "node[01-02]"}
+    assert slurm_tasks_on_this_node(listed) == 2
+    assert slurm_tasks_on_this_node({"SLURM_NTASKS": "4", "SLURM_JOB_NODELIST": "localhost"}) == 4
+    assert slurm_tasks_on_this_node({"SLURM_NTASKS": "4"}) == 1  # no nodes known
+    assert slurm_tasks_on_this_node({"SLURM_NTASKS": "x", "SLURM_NNODES": "2"}) == 1
 
 
 @pytest.mark.parametrize(
@@ -163,3 +172,39 @@ def test_a_rank_other_than_0_prints_logs_and_writes_nothing(data, tmp_path, monk
     assert result.exit_code == 0, result.stderr
     assert (result.stdout, result.stderr) == ("", "")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_peer_failure_line_names_the_checkpoint_only_where_one_was_written(
+    tmp_path, monkeypatch
+):
+    from dynforecast.train import distributed
+    from dynforecast.train.distributed import DistContext, group_broken, peer_failure
+
+    monkeypatch.setattr(distributed, "_group_broken", False)  # restored after the test
+    context = DistContext(rank=1, world_size=2, launched=True, launcher="slurm")
+    failure = RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:6809.\nmore")
+    before = str(peer_failure(failure, context, tmp_path))
+    assert before == (
+        "rank 1 of 2: another rank ended or stopped answering ([pair.cc:553] Connection closed "
+        "by peer [127.0.0.1]:6809.); all ranks stop; no checkpoint was written yet: rerunning "
+        "the job starts the run afresh"
+    )
+    assert group_broken()
+    (tmp_path / "last.pt").write_bytes(b"")
+    after = str(peer_failure(failure, context, tmp_path))
+    assert after.endswith(f"; all ranks stop; rerun the job to resume from {tmp_path}/last.pt")
+
+
+@pytest.mark.parametrize("variable", ["DYNFORECAST_DDP_TIMEOUT", "DYNFORECAST_DDP_JOIN_TIMEOUT"])
+def test_ddp_timeouts_must_be_positive_seconds(monkeypatch, variable):
+    from dynforecast.train.distributed import collective_timeout, join_timeout
+
+    read = collective_timeout if variable == "DYNFORECAST_DDP_TIMEOUT" else join_timeout
+    monkeypatch.setenv(variable, "45")
+    assert read() == 45.0
+    monkeypatch.setenv(variable, "soon")
+    with pytest.raises(UsageError) as bad:
+        read()
+    assert str(bad.value) == (
+        f"environment variable {variable}: expected a positive number of seconds (got 'soon')"
+    )

@@ -5,7 +5,6 @@ start-of-run line says which applied, and torch trains with that many threads.""
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import pytest

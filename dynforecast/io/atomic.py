@@ -15,7 +15,6 @@ from pathlib import Path
 
 from dynforecast.errors import OutputError
 
-
 # The files the running command reads: no output may replace one of them, --overwrite or not.
 _INPUTS: ContextVar[tuple[Path, ...]] = ContextVar("dynforecast_inputs", default=())
 

@@ -13,17 +13,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from dynforecast.errors import DistributedError, UsageError
-from dynforecast.train.launch import detect_launch
+from dynforecast.train.launch import Launch, detect_launch
 
 #: Default collective timeout (s): long enough for rank 0 to write a checkpoint or validate
 #: while the others wait, short enough that a job with a hung rank does not burn its allocation.
 DEFAULT_TIMEOUT_S = 600.0
+#: Default join timeout (s) of an srun launch: how long the ranks wait for each other to form
+#: the group. The group is formed before the data is read, so only the start of the processes
+#: (Python and torch imports, tens of seconds on a cold parallel file system) must fit; a rank
+#: that died before joining cannot be noticed any sooner, because it never opened a socket.
+DEFAULT_JOIN_TIMEOUT_S = 180.0
+
+#: Set once a collective failed because a peer went away: the process group is broken.
+_group_broken = False
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,13 @@ def init_from_env(device: torch.device) -> DistContext:
     """Join the process group of a torchrun or srun launch (`dynforecast.train.launch`), else run
     as a single process without one.
 
-    The backend is NCCL for CUDA devices, gloo for the CPU. Joining and every collective time out
-    after `collective_timeout` seconds, so a rank whose peer hangs ends instead of waiting
-    forever (a peer that dies is noticed at once: its sockets close). Raises DistributedError
-    when the group cannot be formed, UsageError for malformed launch variables.
+    The backend is NCCL for CUDA devices, gloo for the CPU. Every collective times out after
+    `collective_timeout` seconds, so a rank whose peer hangs ends instead of waiting forever (a
+    peer that dies is noticed at once: its sockets close). Under srun the ranks meet at rank 0's
+    TCP store, which waits `join_timeout` seconds for all of them (a rank killed before it
+    joined ends the others then); torchrun's own rendezvous and agent handle that case for its
+    workers. Raises DistributedError when the group cannot be formed, UsageError for malformed
+    launch variables.
     """
     launch = detect_launch()
     if launch is None:
@@ -74,16 +87,18 @@ def init_from_env(device: torch.device) -> DistContext:
             "backend": "nccl" if device.type == "cuda" else "gloo",
             "timeout": timedelta(seconds=collective_timeout()),
         }
-        if launch.init_method is not None:
-            options.update(
-                init_method=launch.init_method, rank=launch.rank, world_size=launch.world_size
-            )
         try:
+            if launch.init_method is not None:
+                store = _join_store(launch, join_timeout())
+                options.update(store=store, rank=launch.rank, world_size=launch.world_size)
             dist.init_process_group(**options)  # type: ignore[arg-type]
         except (RuntimeError, ValueError) as exc:
             raise DistributedError(
-                f"{launch.describe()}: cannot join the process group ({_reason(exc)})"
+                f"{launch.describe()}: cannot join the process group ({_reason(exc)}); all "
+                "ranks stop"
             ) from None
+        if launch.init_method is not None:
+            store.set_timeout(timedelta(seconds=collective_timeout()))
     return DistContext(
         rank=launch.rank,
         world_size=launch.world_size,
@@ -92,6 +107,43 @@ def init_from_env(device: torch.device) -> DistContext:
         launcher=launch.launcher,
         local_world_size=launch.local_world_size,
     )
+
+
+def _join_store(launch: Launch, seconds: float) -> Any:
+    """Rank 0's TCP store at the launch's address, every rank connected (rank 0 waits for all
+    ``world_size`` ranks, the others retry connecting) within ``seconds``; RuntimeError
+    (DistStoreError) past that."""
+    import torch.distributed as dist
+
+    if launch.rank != 0:  # wait quietly: torch's own retries log a C++ stack trace each
+        _wait_for_listener(launch.master_addr, launch.master_port, seconds)
+    return dist.TCPStore(
+        launch.master_addr,
+        launch.master_port,
+        launch.world_size,
+        is_master=launch.rank == 0,
+        timeout=timedelta(seconds=seconds),
+        wait_for_workers=True,
+    )
+
+
+def _wait_for_listener(host: str, port: int, seconds: float) -> None:
+    """Return once ``host:port`` accepts a TCP connection; RuntimeError after ``seconds``."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(5.0, seconds)):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"rank 0's store at {host}:{port} did not answer within {seconds:g} s "
+                    f"({exc.strerror or exc}; DYNFORECAST_DDP_JOIN_TIMEOUT)"
+                ) from None
+            time.sleep(0.25)
 
 
 def close(context: DistContext) -> None:
@@ -109,17 +161,26 @@ def collective_timeout() -> float:
     It must exceed the longest time one rank can spend alone: reading the data, rank 0 writing a
     checkpoint, compiling. Raises UsageError for a value that is not a positive number.
     """
-    text = os.environ.get("DYNFORECAST_DDP_TIMEOUT", "")
+    return _seconds("DYNFORECAST_DDP_TIMEOUT", DEFAULT_TIMEOUT_S)
+
+
+def join_timeout() -> float:
+    """Seconds the ranks of an srun launch wait for each other to form the group:
+    $DYNFORECAST_DDP_JOIN_TIMEOUT, default `DEFAULT_JOIN_TIMEOUT_S` (UsageError if malformed)."""
+    return _seconds("DYNFORECAST_DDP_JOIN_TIMEOUT", DEFAULT_JOIN_TIMEOUT_S)
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "")
     if text == "":
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not value > 0:
         raise UsageError(
-            "environment variable DYNFORECAST_DDP_TIMEOUT: expected a positive number of "
-            f"seconds (got {text!r})"
+            f"environment variable {variable}: expected a positive number of seconds (got {text!r})"
         )
     return value
 
@@ -135,12 +196,35 @@ def is_peer_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(word in text for word in markers)
 
 
-def peer_failure(exc: BaseException, context: DistContext) -> DistributedError:
-    """The one-line error of a rank whose collective failed (a peer ended or timed out)."""
+def peer_failure(
+    exc: BaseException, context: DistContext, run_dir: Path | None = None
+) -> DistributedError:
+    """The one-line error of a rank whose collective failed (a peer ended or timed out).
+
+    It names the checkpoint a rerun resumes from, ``run_dir``/last.pt, where one was written,
+    and says that a rerun starts afresh where none was. The process group is then broken
+    (`group_broken`).
+    """
+    global _group_broken
+    _group_broken = True
+    last = None if run_dir is None else Path(run_dir) / "last.pt"
+    then = (
+        f"rerun the job to resume from {last}"
+        if last is not None and last.is_file()
+        else "no checkpoint was written yet: rerunning the job starts the run afresh"
+    )
     return DistributedError(
         f"rank {context.rank} of {context.world_size}: another rank ended or stopped answering "
-        f"({_reason(exc)}); all ranks stop; rerun the job to resume from the run's last.pt"
+        f"({_reason(exc)}); all ranks stop; {then}"
     )
+
+
+def group_broken() -> bool:
+    """Whether a collective of this process failed because a peer went away. Such a process
+    must end without the interpreter's normal teardown: gloo's threads, still bound to the dead
+    peer, can abort it there (SIGABRT, "terminate called without an active exception") after
+    the error line was printed, turning exit 7 into 134 at random."""
+    return _group_broken
 
 
 def _reason(exc: BaseException) -> str:

@@ -158,10 +158,18 @@ def first_host(text: str) -> str:
 
 def slurm_tasks_on_this_node(environ: Mapping[str, str]) -> int:
     """How many tasks of this step share this node (SLURM_STEP_TASKS_PER_NODE, e.g. ``4(x2),3``,
-    at index SLURM_NODEID); 1 when the variables are missing or malformed."""
+    at index SLURM_NODEID).
+
+    Without the per-node list (srun always sets it; hand-made environments may not) it is the
+    step's tasks over its nodes, rounded up (SLURM_STEP_NUM_TASKS or SLURM_NTASKS over
+    SLURM_STEP_NUM_NODES, SLURM_NNODES or the hosts of the node list): an upper bound, which
+    divides a node's CPUs safely. 1 when nothing is known or a variable is malformed.
+    """
     text = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE")
     node = environ.get("SLURM_NODEID", "0")
-    if not text or not node.isdigit():
+    if not text:
+        return _tasks_over_nodes(environ)
+    if not node.isdigit():
         return 1
     counts: list[int] = []
     for part in text.split(","):
@@ -171,6 +179,20 @@ def slurm_tasks_on_this_node(environ: Mapping[str, str]) -> int:
         counts.extend([int(value)] * (int(repeat.rstrip(")")) if repeat else 1))
     index = int(node)
     return max(counts[index], 1) if index < len(counts) else 1
+
+
+def _tasks_over_nodes(env: Mapping[str, str]) -> int:
+    """ceil(tasks / nodes) of the step from its counts (see `slurm_tasks_on_this_node`)."""
+    tasks = next((env[k] for k in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS") if env.get(k)), "")
+    nodes = next((env[k] for k in ("SLURM_STEP_NUM_NODES", "SLURM_NNODES") if env.get(k)), "")
+    if not nodes:
+        try:
+            nodes = str(len(expand_hostlist(_node_list(env))))
+        except UsageError:
+            return 1
+    if not (tasks.isdigit() and nodes.isdigit()) or int(nodes) < 1:
+        return 1
+    return max(-(-int(tasks) // int(nodes)), 1)
 
 
 def _node_list(env: Mapping[str, str]) -> str:

@@ -285,6 +285,10 @@ def _train_in_group(
         if command is None:
             raise
         raise naming_resume(stop, command, run_dir) from None
+    except (RuntimeError, ValueError) as exc:  # a collective failed: name what a rerun resumes
+        if context.enabled and is_peer_failure(exc):
+            raise peer_failure(exc, context, run_dir) from None
+        raise
     finally:
         lock.__exit__(None, None, None)
 
