@@ -224,17 +224,92 @@ def predict_file(
         [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
     )
     with reading_inputs([data, *paths, *_checkpoint_files(paths)]):
-        return _predict_file(
-            data,
-            paths,
+        from dynforecast.ensemble import check_all, ensemble_rollout, load_members
+        from dynforecast.io.h5md import write_h5md
+
+        check_output_path(output, overwrite=overwrite)
+        if export is not None:
+            check_export_target(export, overwrite=overwrite)
+        torch_device = setup.resolve_device(device)
+        members = load_members(paths)
+        trained = members[0]
+        # Only the system forecast is read (the first one by default), however many the file has.
+        chosen = load_systems(data, [system if system is not None else _first_system(data)])[0]
+        if export is not None:  # the format's preconditions, before anything is written
+            check_export_target(export, overwrite=overwrite, trajectory=chosen)
+        check_all(members, [chosen], data)
+        for member in members:
+            member.to(torch_device)
+        spec = setup.window_spec(trained.config)
+        plan = RolloutPlan.for_spec(spec)
+        rigid = resolve_rigid_bones(rigid_bones, [chosen])
+
+        def run(model: ForecastModel) -> Rollout:
+            return rollout(
+                model,
+                chosen,
+                spec,
+                setup.graph_spec(trained.config),
+                start=chosen.n_frames - 1 if start is None else start,
+                steps=steps,
+                node_attr_width=trained.signature.node_attr_width,
+                use_velocities=trained.signature.has_velocities,
+                device=torch_device,
+                dtype=getattr(torch, trained.config.dtype),
+                rigid_bones=rigid,
+            )
+
+        spread = None
+        if len(members) == 1:
+            result = run(trained.model)
+        else:
+            result, spread, _ = ensemble_rollout([m.model for m in members], run)
+        log(f"window {window_line(spec, chosen.time_step, chosen.time_unit)}; system {chosen.name}")
+        if is_skeleton(chosen):
+            log(
+                "rigid bones: "
+                + (
+                    "on (each predicted frame projected onto the bone lengths; --no-rigid-bones "
+                    "turns it off)"
+                    if rigid
+                    else "off (--no-rigid-bones)"
+                )
+            )
+        write_h5md(
             output,
-            system=system,
-            start=start,
-            steps=steps,
-            export=export,
+            [result.trajectory],
             overwrite=overwrite,
-            device=device,
-            rigid_bones=rigid_bones,
+            is_forecast={chosen.name: result.is_forecast},
+            spread=None if spread is None else {chosen.name: spread},
+        )
+        if export is not None:
+            from dynforecast.io.export import export_trajectory
+
+            try:
+                export_trajectory(
+                    result.trajectory,
+                    export,
+                    overwrite=overwrite,
+                    is_forecast=result.is_forecast,
+                    bfactors=_bfactors(spread, export, chosen.length_unit),
+                )
+            except BaseException:  # one command, both files or neither (Ctrl-C included)
+                output.unlink(missing_ok=True)
+                raise
+        if result.divergence is not None:
+            raise DivergenceError(
+                f"{output}: rollout diverged: {result.divergence}; wrote the "
+                f"{plan.given} given and {result.predicted} predicted frames before it"
+            )
+        return PredictSummary(
+            output=output,
+            export=export,
+            system=chosen.name,
+            given=plan.given,
+            predicted=result.predicted,
+            start=chosen.n_frames - 1 if start is None else start,
+            frame_stride=plan.grid,
+            rigid_bones=rigid,
         )
 
 
@@ -250,108 +325,6 @@ def _checkpoint_files(paths: Sequence[Path]) -> list[Path]:
         except InputError:  # reported by load_members, after the output checks
             continue
     return files
-
-
-def _predict_file(
-    data: Path,
-    paths: Sequence[Path],
-    output: Path,
-    *,
-    system: str | None,
-    start: int | None,
-    steps: int,
-    export: Path | None,
-    overwrite: bool,
-    device: str,
-    rigid_bones: bool | None,
-) -> PredictSummary:
-    from dynforecast.ensemble import check_all, ensemble_rollout, load_members
-    from dynforecast.io.h5md import write_h5md
-
-    check_output_path(output, overwrite=overwrite)
-    if export is not None:
-        check_export_target(export, overwrite=overwrite)
-    torch_device = setup.resolve_device(device)
-    members = load_members(paths)
-    trained = members[0]
-    # Only the system forecast is read (the first one by default), however many the file has.
-    chosen = load_systems(data, [system if system is not None else _first_system(data)])[0]
-    if export is not None:  # the format's preconditions, before anything is written
-        check_export_target(export, overwrite=overwrite, trajectory=chosen)
-    check_all(members, [chosen], data)
-    for member in members:
-        member.to(torch_device)
-    spec = setup.window_spec(trained.config)
-    plan = RolloutPlan.for_spec(spec)
-    rigid = resolve_rigid_bones(rigid_bones, [chosen])
-
-    def run(model: ForecastModel) -> Rollout:
-        return rollout(
-            model,
-            chosen,
-            spec,
-            setup.graph_spec(trained.config),
-            start=chosen.n_frames - 1 if start is None else start,
-            steps=steps,
-            node_attr_width=trained.signature.node_attr_width,
-            use_velocities=trained.signature.has_velocities,
-            device=torch_device,
-            dtype=getattr(torch, trained.config.dtype),
-            rigid_bones=rigid,
-        )
-
-    spread = None
-    if len(members) == 1:
-        result = run(trained.model)
-    else:
-        result, spread, _ = ensemble_rollout([m.model for m in members], run)
-    log(f"window {window_line(spec, chosen.time_step, chosen.time_unit)}; system {chosen.name}")
-    if is_skeleton(chosen):
-        log(
-            "rigid bones: "
-            + (
-                "on (each predicted frame projected onto the bone lengths; --no-rigid-bones "
-                "turns it off)"
-                if rigid
-                else "off (--no-rigid-bones)"
-            )
-        )
-    write_h5md(
-        output,
-        [result.trajectory],
-        overwrite=overwrite,
-        is_forecast={chosen.name: result.is_forecast},
-        spread=None if spread is None else {chosen.name: spread},
-    )
-    if export is not None:
-        from dynforecast.io.export import export_trajectory
-
-        try:
-            export_trajectory(
-                result.trajectory,
-                export,
-                overwrite=overwrite,
-                is_forecast=result.is_forecast,
-                bfactors=_bfactors(spread, export, chosen.length_unit),
-            )
-        except BaseException:  # one command, both files or neither (Ctrl-C included)
-            output.unlink(missing_ok=True)
-            raise
-    if result.divergence is not None:
-        raise DivergenceError(
-            f"{output}: rollout diverged: {result.divergence}; wrote the "
-            f"{plan.given} given and {result.predicted} predicted frames before it"
-        )
-    return PredictSummary(
-        output=output,
-        export=export,
-        system=chosen.name,
-        given=plan.given,
-        predicted=result.predicted,
-        start=chosen.n_frames - 1 if start is None else start,
-        frame_stride=plan.grid,
-        rigid_bones=rigid,
-    )
 
 
 #: Largest value PDB's B-factor field (F6.2) holds.
