@@ -225,7 +225,9 @@ def ingest(
     from dynforecast.console import is_interactive, log, stderr
     from dynforecast.io.ingest import TimeStep, format_ingest_summary
     from dynforecast.io.ingest import ingest as run_ingest
+    from dynforecast.io.output_name import check_h5md_output_name
 
+    check_h5md_output_name(output)
     parsed_time_step = TimeStep.parse(time_step) if time_step is not None else None
 
     spinner = stderr.status("ingesting") if is_interactive() else nullcontext()
@@ -323,7 +325,9 @@ def generate_nbody(
 
     from dynforecast.console import is_interactive, stderr
     from dynforecast.data.builtin import generate_nbody_file
+    from dynforecast.io.output_name import check_h5md_output_name
 
+    check_h5md_output_name(output)
     spinner = stderr.status("simulating") if is_interactive() else nullcontext()
     with spinner as status:
 
@@ -431,10 +435,7 @@ def report(
 
     summary = describe_run(run)
     if plot is not None:
-        from dynforecast.io.atomic import reading_inputs
-
-        with reading_inputs([run]):  # a checkpoint given as RUN stays a checkpoint
-            plot_curves(summary, plot, overwrite=overwrite)
+        plot_curves(summary, plot, overwrite=overwrite)
     print(json.dumps(summary.to_dict()) if json_output else summary.text())
     if plot is not None and not json_output:
         print(f"curves -> {plot}")
@@ -694,8 +695,10 @@ def predict(
     rigid_bones: RigidBonesOption = None,
 ) -> None:
     """Autoregressive rollout to H5MD (observables/is_forecast marks predicted frames)."""
+    from dynforecast.io.output_name import check_h5md_output_name
     from dynforecast.predict import predict_file
 
+    check_h5md_output_name(output, " (--export writes .pdb, .xyz, .extxyz, .bvh or .amc)")
     _set_quiet(quiet)
 
     summary = predict_file(

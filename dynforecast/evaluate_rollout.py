@@ -414,16 +414,26 @@ def table(report: dict[str, Any]) -> str:
         values += [model[key][k - 1] for key, _ in extra]
         cells = " ".join(f"{'n/a' if v is None else format(v, '.5g'):>17}" for v in values)
         lines.append(f"{k:>6} {k * report['step_time']:>10.4g} {cells}")
+    if len(shown) < report["steps"]:
+        lines.append(
+            f"(steps {', '.join(map(str, shown))} of {report['steps']} shown; --json has every step)"
+        )
     lines.append(
         f"trust horizon (median MSE below {report['threshold']:.5g}, {report['threshold_source']}):"
     )
     for name, horizon in report["trust_horizon"].items():
         label = report["model"] if name == "model" else name
+        steps = "step " if horizon["steps"] == 1 else "steps"
         lines.append(
-            f"  {label:<18} {horizon['steps']:>6} steps  {horizon['time']:.5g} {time_unit}".rstrip()
+            f"  {label:<18} {horizon['steps']:>6} {steps}  {horizon['time']:.5g} {time_unit}".rstrip()
         )
     for name, step in report["stops_beating"].items():
-        what = "beats it at every step" if step is None else f"stops beating it at step {step}"
+        if step is None:
+            what = "beats it at every step"
+        elif step == 1:
+            what = "does not beat it (worse from step 1)"
+        else:
+            what = f"stops beating it at step {step}"
         lines.append(f"  vs {name:<15} {what}")
     calibration = report["calibration"]
     if calibration is not None:

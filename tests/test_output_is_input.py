@@ -1,4 +1,5 @@
-"""An output may never replace one of the command's own inputs, --overwrite or not (exit 4).
+"""An output may never replace one of the command's own inputs, --overwrite or not (exit 4);
+an H5MD output may not carry another format's name (exit 2).
 
 A fresh user ran ``ingest a.xyz -o a.xyz --overwrite`` and ``predict d.h5 ... -o d.h5
 --overwrite``: the atomic rename put the H5MD output over the file being read and the data was
@@ -53,10 +54,11 @@ def workspace(tmp_path_factory):
     return root, data, run
 
 
-def spellings(path: Path, root: Path, tag: str) -> list[Path]:
-    """The same file named four ways: as given, with ./.., through a symlink, a hard link."""
-    link = root / f"link-{tag}{path.suffix}"
-    hard = root / f"hard-{tag}{path.suffix}"
+def spellings(path: Path, root: Path, tag: str, suffix: str = ".h5") -> list[Path]:
+    """The same file named four ways: as given, with ./.., through a symlink, a hard link (the
+    links named ``*suffix``)."""
+    link = root / f"link-{tag}{suffix}"
+    hard = root / f"hard-{tag}{suffix}"
     for other in (link, hard):
         other.unlink(missing_ok=True)
     link.symlink_to(path)
@@ -66,16 +68,24 @@ def spellings(path: Path, root: Path, tag: str) -> list[Path]:
 
 @pytest.mark.parametrize("which", [0, 1, 2, 3])
 def test_ingest_refuses_to_replace_its_own_input(tmp_path, which):
+    """Under its own name (.xyz) the output is refused as not H5MD (exit 2); under an .h5 name
+    that links to the input, as the input itself (exit 4)."""
     source = tmp_path / "water.xyz"
     write_xyz(source)
     before = digest(source)
     output = spellings(source, tmp_path, "xyz")[which]
     result = invoke("ingest", source, "-o", output, "--overwrite")
-    assert result.exit_code == 4, result.stderr
-    suffix = "" if output == source else f" ({source})"
-    assert result.stderr == (
-        f"error: {output}: is an input of this command{suffix}; write the output to another file\n"
-    )
+    if output.suffix == ".xyz":
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr == (
+            f"error: -o {output}: the output is H5MD (HDF5), not .xyz; name it .h5\n"
+        )
+    else:
+        assert result.exit_code == 4, result.stderr
+        assert result.stderr == (
+            f"error: {output}: is an input of this command ({source}); write the output to "
+            "another file\n"
+        )
     assert digest(source) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -94,10 +104,13 @@ def test_ingest_refuses_to_replace_its_topology(tmp_path):
     dcd = tmp_path / "water.dcd"
     trajectory.save_dcd(str(dcd))
     before = digest(topology)
-    result = invoke("ingest", dcd, "--topology", topology, "-o", topology, "--overwrite")
+    output = tmp_path / "top.h5"
+    os.link(topology, output)
+    result = invoke("ingest", dcd, "--topology", topology, "-o", output, "--overwrite")
     assert result.exit_code == 4
     assert result.stderr == (
-        f"error: {topology}: is an input of this command; write the output to another file\n"
+        f"error: {output}: is an input of this command ({topology}); write the output to "
+        "another file\n"
     )
     assert digest(topology) == before
 
@@ -122,13 +135,16 @@ def test_predict_refuses_to_replace_a_checkpoint(workspace, target):
     fresh = root / "fresh.h5"
     given = root / "nbody-h5md.xyz"  # H5MD data under an export's name
     given.write_bytes(data.read_bytes())
+    linked = root / "best-link.h5"  # an .h5 name for the checkpoint (-o best.pt: not H5MD)
+    linked.unlink(missing_ok=True)
+    os.link(best, linked)
     if target == "best.pt":
-        args = ["-o", best]
+        args = ["-o", linked]
     else:
         args = ["-o", fresh, "--export", given]
     result = invoke("predict", given, "--checkpoint", run, "--steps", 2, *args, "--overwrite")
     assert result.exit_code == 4, result.stderr
-    refused = best if target == "best.pt" else given
+    refused = linked if target == "best.pt" else given
     assert result.stderr.startswith(f"error: {refused}: is an input of this command")
     assert digest(best) == before
     assert digest(given) == digest(data)
@@ -165,3 +181,58 @@ def test_the_protection_ends_with_the_block(tmp_path):
             with pytest.raises(OutputError):
                 check_output_path(source, overwrite=True)
     check_output_path(source, overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "command", [("ingest", "IN"), ("generate", "nbody", "--trajectories", 2), ("predict",)]
+)
+@pytest.mark.parametrize("name", ["out.pdb", "out.xyz.gz", "out.DCD", "out.json"])
+def test_an_h5md_output_named_like_another_format_is_refused(workspace, tmp_path, command, name):
+    _, data, run = workspace
+    output = tmp_path / name
+    if command[0] == "predict":
+        args = ["predict", data, "--checkpoint", run, "--steps", 2, "-o", output]
+        hint = " (--export writes .pdb, .xyz, .extxyz, .bvh or .amc)"
+    else:
+        source = tmp_path / "water.xyz"
+        write_xyz(source)
+        args = [source if a == "IN" else a for a in command] + ["-o", output]
+        hint = ""
+    result = invoke(*args)
+    assert result.exit_code == 2, result.stderr
+    extension = "".join(output.suffixes).lower()
+    assert result.stderr == (
+        f"error: -o {output}: the output is H5MD (HDF5), not {extension}; name it .h5{hint}\n"
+    )
+    assert not output.exists()
+
+
+def test_report_plot_may_not_replace_a_file_of_the_run(workspace, tmp_path):
+    _, _, run = workspace
+    for name in ("metrics.csv", "best.pt"):
+        before = digest(run / name)
+        result = invoke("report", run, "--plot", run / name, "--overwrite")
+        assert result.exit_code == 2
+        assert result.stderr == f"error: --plot {run / name}: expected a .png file name\n"
+        assert digest(run / name) == before
+    png = tmp_path / "curves.png"
+    os.symlink(run / "metrics.csv", png)  # a .png name for the run's own file
+    result = invoke("report", run / "best.pt", "--plot", png, "--overwrite")
+    assert result.exit_code == 4
+    assert result.stderr.startswith(f"error: {png}: is an input of this command")
+    assert (run / "metrics.csv").read_text().startswith("epoch")
+
+
+@pytest.mark.parametrize("name", ["best.pt", "metrics.csv", "config.json", "last.pt"])
+def test_train_refuses_data_that_is_one_of_the_runs_files(workspace, tmp_path, name):
+    _, data, _ = workspace
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).write_bytes(data.read_bytes())
+    result = invoke("train", run / name, "--model", "egnn", "--out", run, "--epochs", 1)
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {run / name}: the data file is the run's {name} ({run / name}); give the run "
+        "another directory (--out) or move the data"
+    )
+    assert digest(run / name) == digest(data)

@@ -101,6 +101,23 @@ def test_rollout_report_shape_trust_horizon_and_plot(members, tmp_path):
     table = invoke("evaluate", run, data, "--rollout", 8, "--starts", 5)
     assert "trust horizon (median MSE below" in table.stdout
     assert "vs constant_velocity" in table.stdout
+    assert "(steps 1, 2, 3, 5, 8 of 8 shown; --json has every step)" in table.stdout
+
+
+def test_rollout_table_words_a_baseline_never_beaten_and_one_step(members):
+    from dynforecast.evaluate_rollout import table
+
+    _, data, run, _ = members
+    report = rollout_json(run, data, "--rollout", 3, "--starts", 2)
+    report["stops_beating"] = {"stay": 1, "constant_velocity": 2, "linear": None}
+    report["trust_horizon"]["model"] = {"steps": 1, "time": 1.0}
+    lines = table(report).splitlines()
+    assert "  vs stay            does not beat it (worse from step 1)" in lines
+    assert "  vs constant_velocity stops beating it at step 2" in lines
+    assert "  vs linear          beats it at every step" in lines
+    model = report["model"]
+    assert any(line.startswith(f"  {model:<18}      1 step  ") for line in lines), lines
+    assert not any("shown; --json" in line for line in lines)  # 3 steps: every one is a row
 
 
 def test_custom_trust_threshold(members):

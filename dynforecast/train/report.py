@@ -119,6 +119,12 @@ def run_directory(path: Path) -> Path:
     return run_dir
 
 
+def run_files(path: Path) -> list[Path]:
+    """The files of the run of ``path`` that `describe_run` reads (whether or not they exist)."""
+    directory = run_directory(path)
+    return [directory / name for name in (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE)]
+
+
 def describe_run(path: Path) -> RunReport:
     """Read a run directory (or the directory of a checkpoint); InputError if it is not one."""
     from dynforecast.train.checkpoint import load_checkpoint
@@ -209,14 +215,17 @@ def config_changes(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def plot_curves(report: RunReport, output: Path, *, overwrite: bool = False) -> Path:
-    """Write a PNG of `curves_figure` atomically; OutputError if ``output`` exists (without
-    ``overwrite``) or cannot be written, InputError if the run has no epochs yet."""
-    from dynforecast.io.atomic import check_output_path
+    """Write a PNG of `curves_figure` atomically; UsageError if ``output`` is not a .png name,
+    OutputError if it exists (without ``overwrite``), is one of the run's files or cannot be
+    written, InputError if the run has no epochs yet."""
+    from dynforecast.io.atomic import reading_inputs
+    from dynforecast.plot import check_plot_path
 
-    check_output_path(output, overwrite=overwrite)
-    figure = curves_figure(report)
-    with atomic_output(output, overwrite=overwrite) as scratch:
-        figure.savefig(scratch, format="png")
+    with reading_inputs(run_files(report.run_dir)):
+        check_plot_path(output, overwrite=overwrite)
+        figure = curves_figure(report)
+        with atomic_output(output, overwrite=overwrite) as scratch:
+            figure.savefig(scratch, format="png")
     return output
 
 

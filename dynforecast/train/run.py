@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shlex
 import time
@@ -55,7 +56,7 @@ from dynforecast.train.distributed import (
 from dynforecast.train.init_scale import resolve_initial_scales
 from dynforecast.train.launch import batch_script_note
 from dynforecast.train.lock import RunLock
-from dynforecast.train.loop import LAST, EpochHook, fit
+from dynforecast.train.loop import BEST, LAST, METRICS, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
 from dynforecast.train.parallel import prepare_threads
 from dynforecast.train.precision import choose_precision
@@ -241,6 +242,8 @@ def _train_in_group(
     if run_dir is not None and context.is_main:  # before minutes of loading and setup
         check_directory_creatable(run_dir)
     data_path, builtin = setup.data_path_or_builtin(data)
+    if run_dir is not None:
+        _check_data_is_not_a_run_file(data_path, run_dir)
     systems = load_systems(data_path, config.data.systems)
     notes: list[str] = []
     resolved = setup.resolve_config(config, systems, builtin=builtin, notes=notes)
@@ -291,6 +294,19 @@ def _train_in_group(
         raise
     finally:
         lock.__exit__(None, None, None)
+
+
+def _check_data_is_not_a_run_file(data: Path, run_dir: Path) -> None:
+    """OutputError when the data file is one of the files the run writes (best.pt, last.pt,
+    metrics.csv, config.json in ``run_dir``, under any name or link): training would replace
+    the data it reads."""
+    for name in (BEST, LAST, METRICS, CONFIG_FILE):
+        target = run_dir / name
+        if target.exists() and os.path.samefile(target, data):
+            raise OutputError(
+                f"{data}: the data file is the run's {name} ({target}); give the run another "
+                "directory (--out) or move the data"
+            )
 
 
 def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:
