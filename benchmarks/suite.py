@@ -23,8 +23,8 @@ Tables (issue 12; the papers' protocols):
   motion window (T=10, D=5); clip-level split (train and validate on two parts of one clip, test
   on another clip of the same skeleton and frame rate) and the chronological split within clips.
 
-``quick`` versions use tiny data and budgets so that every table runs end to end in minutes
-(CI runs them); their results go to a separate, uncommitted folder.
+``quick`` versions use tiny data and budgets so that every table runs end to end in minutes (3 for
+ESTAG alone on 2 cores; CI runs them); their results go to a separate, uncommitted folder.
 """
 
 from __future__ import annotations
