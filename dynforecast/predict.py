@@ -223,7 +223,9 @@ def predict_file(
     paths = (
         [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
     )
-    with reading_inputs([data, *paths, *_checkpoint_files(paths)]):
+    from dynforecast.train.trained import run_files
+
+    with reading_inputs([data, *paths, *(f for p in paths for f in run_files(p))]):
         from dynforecast.ensemble import check_all, ensemble_rollout, load_members
         from dynforecast.io.h5md import write_h5md
 
@@ -311,20 +313,6 @@ def predict_file(
             frame_stride=plan.grid,
             rigid_bones=rigid,
         )
-
-
-def _checkpoint_files(paths: Sequence[Path]) -> list[Path]:
-    """The checkpoint files that ``paths`` (files or run directories) name, where they resolve."""
-    from dynforecast.errors import InputError
-    from dynforecast.train.trained import checkpoint_path
-
-    files = []
-    for path in paths:
-        try:
-            files.append(checkpoint_path(path))
-        except InputError:  # reported by load_members, after the output checks
-            continue
-    return files
 
 
 #: Largest value PDB's B-factor field (F6.2) holds.

@@ -186,7 +186,9 @@ def test_the_protection_ends_with_the_block(tmp_path):
 @pytest.mark.parametrize(
     "command", [("ingest", "IN"), ("generate", "nbody", "--trajectories", 2), ("predict",)]
 )
-@pytest.mark.parametrize("name", ["out.pdb", "out.xyz.gz", "out.DCD", "out.json"])
+@pytest.mark.parametrize(
+    "name", ["out.pdb", "out.xyz.gz", "out.DCD", "out.json", "out.pdb.bz2", "out.gz", "out.h5.gz"]
+)
 def test_an_h5md_output_named_like_another_format_is_refused(workspace, tmp_path, command, name):
     _, data, run = workspace
     output = tmp_path / name
@@ -223,7 +225,7 @@ def test_report_plot_may_not_replace_a_file_of_the_run(workspace, tmp_path):
     assert (run / "metrics.csv").read_text().startswith("epoch")
 
 
-@pytest.mark.parametrize("name", ["best.pt", "metrics.csv", "config.json", "last.pt"])
+@pytest.mark.parametrize("name", ["best.pt", "metrics.csv", "config.json", "last.pt", ".lock"])
 def test_train_refuses_data_that_is_one_of_the_runs_files(workspace, tmp_path, name):
     _, data, _ = workspace
     run = tmp_path / "run"
@@ -236,3 +238,46 @@ def test_train_refuses_data_that_is_one_of_the_runs_files(workspace, tmp_path, n
         "another directory (--out) or move the data"
     )
     assert digest(run / name) == digest(data)
+
+
+def test_train_refuses_a_directory_whose_config_json_is_not_a_runs(workspace, tmp_path):
+    _, data, _ = workspace
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"name": "my-project"}')
+    result = invoke("train", data, "--model", "egnn", "--out", project, "--epochs", 1)
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {project / 'config.json'}: not a dynforecast run's config.json; training would "
+        "replace it: give the run another directory (--out)"
+    )
+    assert (project / "config.json").read_text() == '{"name": "my-project"}'
+
+
+@pytest.mark.parametrize("name", [".lock", "last.pt", "metrics.csv"])
+def test_predict_and_evaluate_may_not_replace_any_file_of_a_run_they_read(workspace, name):
+    """Given as a run directory, every file of the run is an input (the lock too: replacing it
+    would let a second training into a live run)."""
+    root, data, run = workspace
+    target = run / name
+    before = digest(target)
+    result = invoke("predict", data, "--checkpoint", run, "--steps", 2, "-o", target, "--overwrite")
+    assert result.exit_code in (2, 4), result.stderr
+    if name == ".lock":  # no extension: refused as the run's own file
+        assert result.stderr.startswith(f"error: {target}: is an input of this command")
+    png = root / f"linked-{name.strip('.')}.png"
+    png.unlink(missing_ok=True)
+    os.link(target, png)
+    result = invoke("evaluate", run, data, "--rollout", 2, "--plot", png, "--overwrite")
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith(f"error: {png}: is an input of this command ({target})")
+    assert digest(target) == before
+
+
+def test_a_dangling_symlink_output_is_not_replaced_without_overwrite(tmp_path):
+    link = tmp_path / "dangling.h5"
+    link.symlink_to(tmp_path / "nowhere" / "d.h5")
+    result = invoke("generate", "nbody", "--trajectories", 2, "-o", link)
+    assert result.exit_code == 4
+    assert result.stderr == f"error: {link}: exists (use --overwrite to replace it)\n"
+    assert link.is_symlink()

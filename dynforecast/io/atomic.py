@@ -67,7 +67,7 @@ def check_output_path(path: Path, *, overwrite: bool) -> None:
         raise OutputError(
             f"{path}: is an input of this command{same}; write the output to another file"
         )
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link is there too
         raise OutputError(f"{path}: exists (use --overwrite to replace it)")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():

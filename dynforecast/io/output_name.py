@@ -16,8 +16,12 @@ from dynforecast.io.inputs import extension_of
 from dynforecast.io.molecular import TOPOLOGY_EXTENSIONS, TRAJECTORY_EXTENSIONS
 from dynforecast.io.readers import SUPPORTED_EXTENSIONS
 
-#: The project's own non-H5MD files (checkpoints, configurations, metrics, plots).
+#: The project's own non-H5MD files (checkpoints, configurations, metrics, plots), and other
+#: common formats of the field and of data files in general.
 _OWN_FILES = (".pt", ".json", ".toml", ".csv", ".png", ".txt")
+_COMMON = (".cif", ".mmcif", ".crd", ".mdcrd", ".npy", ".npz", ".pdf", ".svg", ".jpg", ".tar")
+#: Compression and archive suffixes: an HDF5 file under such a name cannot be unpacked.
+COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".tgz", ".7z", ".lz4"})
 
 #: Extensions that name a format other than H5MD (lower case, compression suffix included).
 OTHER_FORMATS = frozenset(
@@ -29,15 +33,20 @@ OTHER_FORMATS = frozenset(
         *ASF_EXTENSIONS,
         *AMC_EXTENSIONS,
         *_OWN_FILES,
+        *_COMMON,
     )
 ) - {".h5", ".h5md", ".hdf5", ".hdf"}
 
 
 def check_h5md_output_name(path: Path, hint: str = "") -> None:
-    """UsageError (exit 2) when ``path`` ends in another format's extension; ``hint`` (e.g.
-    where that format can be written) is added to the message."""
-    extension = extension_of(path)
-    if extension in OTHER_FORMATS:
+    """UsageError (exit 2) when ``path`` ends in another format's extension or in a compression
+    or archive suffix (``.gz``, ``.zip``, ...); ``hint`` (e.g. where that format can be written)
+    is added to the message."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    extension = "".join(suffixes[-2:]) if suffixes[-1:] and suffixes[-1] in COMPRESSED else ""
+    extension = extension or extension_of(path)
+    named = suffixes and (suffixes[-1] in OTHER_FORMATS or suffixes[-1] in COMPRESSED)
+    if named or extension in OTHER_FORMATS:
         raise UsageError(
             f"-o {path}: the output is H5MD (HDF5), not {extension}; name it .h5{hint}"
         )

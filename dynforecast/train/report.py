@@ -119,12 +119,6 @@ def run_directory(path: Path) -> Path:
     return run_dir
 
 
-def run_files(path: Path) -> list[Path]:
-    """The files of the run of ``path`` that `describe_run` reads (whether or not they exist)."""
-    directory = run_directory(path)
-    return [directory / name for name in (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE)]
-
-
 def describe_run(path: Path) -> RunReport:
     """Read a run directory (or the directory of a checkpoint); InputError if it is not one."""
     from dynforecast.train.checkpoint import load_checkpoint
@@ -220,6 +214,7 @@ def plot_curves(report: RunReport, output: Path, *, overwrite: bool = False) -> 
     written, InputError if the run has no epochs yet."""
     from dynforecast.io.atomic import reading_inputs
     from dynforecast.plot import check_plot_path
+    from dynforecast.train.trained import run_files
 
     with reading_inputs(run_files(report.run_dir)):
         check_plot_path(output, overwrite=overwrite)

@@ -56,11 +56,12 @@ from dynforecast.train.distributed import (
 from dynforecast.train.init_scale import resolve_initial_scales
 from dynforecast.train.launch import batch_script_note
 from dynforecast.train.lock import RunLock
-from dynforecast.train.loop import BEST, LAST, METRICS, EpochHook, fit
+from dynforecast.train.loop import LAST, EpochHook, fit
 from dynforecast.train.metrics import evaluate_errors
 from dynforecast.train.parallel import prepare_threads
 from dynforecast.train.precision import choose_precision
 from dynforecast.train.threads import ThreadChoice, usable_cpus
+from dynforecast.train.trained import run_files
 
 CONFIG_FILE = "config.json"
 #: Keys a resumed run may change.
@@ -297,16 +298,31 @@ def _train_in_group(
 
 
 def _check_data_is_not_a_run_file(data: Path, run_dir: Path) -> None:
-    """OutputError when the data file is one of the files the run writes (best.pt, last.pt,
-    metrics.csv, config.json in ``run_dir``, under any name or link): training would replace
-    the data it reads."""
-    for name in (BEST, LAST, METRICS, CONFIG_FILE):
-        target = run_dir / name
+    """OutputError when the data file is one of the files the run writes (`RUN_FILES` in
+    ``run_dir``: best.pt, last.pt, metrics.csv, config.json, .lock, under any name or link):
+    training would replace (or truncate, for the lock) the data it reads. Also when ``run_dir``
+    holds a config.json that is not a dynforecast run's: training would replace the user's file."""
+    for target in run_files(run_dir):
         if target.exists() and os.path.samefile(target, data):
             raise OutputError(
-                f"{data}: the data file is the run's {name} ({target}); give the run another "
-                "directory (--out) or move the data"
+                f"{data}: the data file is the run's {target.name} ({target}); give the run "
+                "another directory (--out) or move the data"
             )
+    config = run_dir / CONFIG_FILE
+    if config.is_file() and not _is_run_record(config):
+        raise OutputError(
+            f"{config}: not a dynforecast run's config.json; training would replace it: give "
+            "the run another directory (--out)"
+        )
+
+
+def _is_run_record(path: Path) -> bool:
+    """Whether ``path`` is a config.json that a dynforecast run wrote (it has train_config)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("train_config"), dict)
 
 
 def resolve_for_data(data: Path | None, config: TrainConfig) -> TrainConfig:

@@ -62,6 +62,18 @@ def checkpoint_path(path: Path) -> Path:
     raise InputError(f"{path}: not a run directory (no best.pt or last.pt in it)")
 
 
+#: The files a training run writes in its directory (`dynforecast.train.run`, `train.lock`).
+RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "config.json", ".lock")
+
+
+def run_files(path: Path) -> list[Path]:
+    """The files of the run that ``path`` (a run directory, or a checkpoint file in one) belongs
+    to, whether or not they exist: what no command may replace while it reads that run."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    return [directory / name for name in RUN_FILES]
+
+
 def load_trained(path: Path) -> TrainedModel:
     """Rebuild the model of a checkpoint (best.pt or last.pt, or a run directory's best.pt)."""
     path = checkpoint_path(path)
