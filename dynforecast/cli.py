@@ -167,7 +167,18 @@ def main(
 
 # Shared option types -------------------------------------------------------------------------
 
-OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
+
+def output_file(text: str) -> Path:
+    """An output file's name as given: a trailing ``/`` means a directory, never a file (Path
+    would drop it and write a file under the directory's name)."""
+    if text.endswith(("/", os.sep)):
+        raise typer.BadParameter(f"{text}: ends in '/', which names a directory; give a file name")
+    return Path(text)
+
+
+OutputOption = Annotated[
+    Path, typer.Option("--output", "-o", help="Output file.", parser=output_file)
+]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing output file.")
 ]
@@ -422,7 +433,7 @@ def report(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Also draw the training and validation curves to this PNG.", dir_okay=False
+            help="Also draw the training and validation curves to this PNG.", parser=output_file
         ),
     ] = None,
     overwrite: OverwriteOption = False,
@@ -611,7 +622,7 @@ def evaluate(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Error-versus-horizon plot, .png (--rollout).", dir_okay=False),
+        typer.Option(help="Error-versus-horizon plot, .png (--rollout).", parser=output_file),
     ] = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
@@ -689,7 +700,7 @@ def predict(
     ] = None,
     export: Annotated[
         Path | None,
-        typer.Option(help="Also write the forecast as .pdb, .xyz or .bvh.", dir_okay=False),
+        typer.Option(help="Also write the forecast as .pdb, .xyz or .bvh.", parser=output_file),
     ] = None,
     overwrite: OverwriteOption = False,
     device: DeviceOption = None,

@@ -345,7 +345,7 @@ def test_predict_refuses_an_unknown_export_format_before_writing_anything(worksp
         "predict", data, "--checkpoint", run / "best.pt", "--steps", 2, "-o", output,
         "--export", export,
     )  # fmt: skip
-    assert result.exit_code == 4
+    assert result.exit_code == 2
     assert result.stderr == (
         f"error: {export}: unknown export extension '.dcd' (supported: .pdb, .xyz, .extxyz, .bvh, .amc)\n"
     )

@@ -462,10 +462,10 @@ def test_every_input_is_checked_before_the_first_converts(tmp_path, monkeypatch)
 
 
 def test_export_refuses_non_finite_positions_and_unknown_extensions(tmp_path):
-    from dynforecast.errors import OutputError
+    from dynforecast.errors import UsageError
 
     traj = read_trajectory(NMR_PDB, stride=8)
-    with pytest.raises(OutputError) as caught:
+    with pytest.raises(UsageError) as caught:
         export_trajectory(traj, tmp_path / "out.gro")
     assert str(caught.value) == (
         f"{tmp_path / 'out.gro'}: unknown export extension '.gro' "

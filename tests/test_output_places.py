@@ -6,6 +6,8 @@ behind; each now gives one ``error:`` line naming the path and the documented ex
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -106,3 +108,23 @@ def test_an_option_that_does_not_parse_is_one_error_line(workspace):
     assert (
         result.stderr == "error: Missing option '--checkpoint' (see 'dynforecast predict --help')\n"
     )
+
+
+@pytest.mark.parametrize("option", ["-o", "--export"])
+def test_an_output_ending_in_a_slash_is_refused_not_written_as_a_file(workspace, option):
+    """Path("new/") drops the slash: the output used to become a file named like the directory."""
+    root, data, run, _ = workspace
+    target = f"{root}/new-{option.strip('-')}/"
+    args = ["-o", target] if option == "-o" else ["-o", root / "f.h5", "--export", target]
+    result = invoke("predict", data, "--checkpoint", run, "--steps", 2, *args)
+    assert result.exit_code == 2
+    assert f"{target}: ends in '/', which names a directory; give a file name" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not Path(target).exists() and not (root / "f.h5").exists()
+
+
+def test_an_output_that_is_a_directory_is_exit_4(workspace, tmp_path):
+    _, data, run, _ = workspace
+    result = invoke("predict", data, "--checkpoint", run, "--steps", 2, "-o", tmp_path)
+    assert result.exit_code == 4
+    assert result.stderr == f"error: {tmp_path}: is a directory\n"

@@ -21,7 +21,8 @@ EXPORT_EXTENSIONS = (".pdb", ".xyz", ".extxyz", ".bvh", ".amc")
 def check_export_target(
     path: str | Path, *, overwrite: bool, trajectory: Trajectory | None = None
 ) -> None:
-    """Refuse an unknown export extension or an unusable output path before any work is done.
+    """Refuse an unknown export extension (UsageError, exit 2) or an unusable output path
+    (OutputError, exit 4) before any work is done.
 
     With ``trajectory`` (the data a forecast will extend: same particles, names and parameters)
     the format's own preconditions are checked too (`check_exportable`), so that ``predict``
@@ -29,8 +30,8 @@ def check_export_target(
     """
     path = Path(path)
     extension = extension_of(path)
-    if extension not in EXPORT_EXTENSIONS:
-        raise OutputError(
+    if extension not in EXPORT_EXTENSIONS:  # a bad option value, as -o out.pdb or --plot x.jpg
+        raise UsageError(
             f"{path}: unknown export extension {extension or '(none)'!r} "
             f"(supported: {', '.join(EXPORT_EXTENSIONS)})"
         )
