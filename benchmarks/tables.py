@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.run import QUICK_RESULTS, RESULTS
 from benchmarks.suite import BASELINES, TABLES
+from dynforecast.data.splits import SEEDED_MODES
 
 README = Path(__file__).resolve().parent / "README.md"
 BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
@@ -50,11 +51,6 @@ def _distinct_numbers(values: list[float], scale: float) -> str:
     return ", ".join(shown)
 
 
-#: Split modes whose test windows depend on the seed (`dynforecast.data.splits`): there the
-#: stay baseline differs from seed to seed on one and the same file.
-SEEDED_SPLITS = frozenset({"random", "random_systems"})
-
-
 def _config(record: dict) -> dict:
     return record.get("config") or {}
 
@@ -65,13 +61,13 @@ def data_fingerprint(record: dict) -> tuple[tuple[str, str, str], float | str | 
     Normally the stay baseline's test MSE: the file checksum is not used, because it also
     changes when only the file's metadata does, and the stay baseline depends on the model's
     window (one past frame or ten give other test windows), hence the model in the key. On a
-    split whose test windows depend on the seed (`SEEDED_SPLITS`, e.g. the ``--quick`` stand-in
-    for ESTAG's MD17 split) the stay differs per seed on the same data, so the data file's
-    checksum is the fingerprint there.
+    split whose test windows depend on the seed (`dynforecast.data.splits.SEEDED_MODES`, e.g.
+    the ``--quick`` stand-in for ESTAG's MD17 split) the stay differs per seed on the same
+    data, so the data file's checksum is the fingerprint there.
     """
     key = (record["dataset"], record["split"], record["model"])
     train_config = _config(record).get("train_config", {})
-    if train_config.get("data", {}).get("split", {}).get("mode") in SEEDED_SPLITS:
+    if train_config.get("data", {}).get("split", {}).get("mode") in SEEDED_MODES:
         checksum = _config(record).get("data_checksum")
         return key, None if checksum is None else f"checksum {checksum[:8]}"
     stay = record.get("baselines", {}).get("stay")

@@ -642,10 +642,10 @@ def evaluate(
         from dynforecast.evaluate_rollout import evaluate_rollout, table
         from dynforecast.io.atomic import reading_inputs
         from dynforecast.plot import check_plot_path, plot_rollout
-        from dynforecast.train.trained import run_files
+        from dynforecast.train.trained import checkpoint_inputs
 
         # --plot may not replace the data, a checkpoint or a file of the checkpoints' runs
-        with reading_inputs([data, *paths, *(f for p in paths for f in run_files(p))]):
+        with reading_inputs([data, *checkpoint_inputs(paths)]):
             if plot is not None:
                 check_plot_path(plot, overwrite=overwrite)
             result = evaluate_rollout(

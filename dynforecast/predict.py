@@ -223,9 +223,9 @@ def predict_file(
     paths = (
         [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else list(map(Path, checkpoint))
     )
-    from dynforecast.train.trained import run_files
+    from dynforecast.train.trained import checkpoint_inputs
 
-    with reading_inputs([data, *paths, *(f for p in paths for f in run_files(p))]):
+    with reading_inputs([data, *checkpoint_inputs(paths)]):
         from dynforecast.ensemble import check_all, ensemble_rollout, load_members
         from dynforecast.io.h5md import write_h5md
 

@@ -49,6 +49,8 @@ SPLIT_MODES = (
     "md17_reference",
     "adk_reference",
 )
+#: Modes whose windows per split depend on ``seed`` (the others ignore it).
+SEEDED_MODES = frozenset({"random", "random_systems"})
 ADK_CUTS = (0.6, 0.8)
 #: ESTAG's MD17 split (md17/dataset.py, main_md.py): margin, draw fractions, seed, kept counts.
 MD17_MARGIN = 10_000

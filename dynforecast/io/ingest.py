@@ -158,7 +158,7 @@ def ingest(
     for path, top in pairs:  # fail on any bad input before converting the first one
         input_kind(path, topology=top, **options)
     summaries = []
-    read = [*paths, topology, *(top for _, top in pairs)]
+    read = [*paths, *(top for _, top in pairs)]  # each input's topology, --topology's or ASF
     with (
         reading_inputs(read),  # the output may not replace an input, --overwrite or not
         H5MDWriter(output, overwrite=overwrite, compression=compression) as writer,

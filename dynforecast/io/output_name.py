@@ -12,7 +12,6 @@ from pathlib import Path
 from dynforecast.errors import UsageError
 from dynforecast.io.amc import AMC_EXTENSIONS, ASF_EXTENSIONS
 from dynforecast.io.export import EXPORT_EXTENSIONS
-from dynforecast.io.inputs import extension_of
 from dynforecast.io.molecular import TOPOLOGY_EXTENSIONS, TRAJECTORY_EXTENSIONS
 from dynforecast.io.readers import SUPPORTED_EXTENSIONS
 
@@ -43,10 +42,9 @@ def check_h5md_output_name(path: Path, hint: str = "") -> None:
     or archive suffix (``.gz``, ``.zip``, ...); ``hint`` (e.g. where that format can be written)
     is added to the message."""
     suffixes = [s.lower() for s in Path(path).suffixes]
-    extension = "".join(suffixes[-2:]) if suffixes[-1:] and suffixes[-1] in COMPRESSED else ""
-    extension = extension or extension_of(path)
-    named = suffixes and (suffixes[-1] in OTHER_FORMATS or suffixes[-1] in COMPRESSED)
-    if named or extension in OTHER_FORMATS:
+    last = suffixes[-1] if suffixes else ""
+    if last in OTHER_FORMATS or last in COMPRESSED:
+        extension = "".join(suffixes[-2:]) if last in COMPRESSED else last
         raise UsageError(
             f"-o {path}: the output is H5MD (HDF5), not {extension}; name it .h5{hint}"
         )

@@ -19,6 +19,9 @@ from dynforecast.io.trajectory import Trajectory
 from dynforecast.models.base import ForecastModel, model_from_config
 from dynforecast.train.checkpoint import DataSignature, load_checkpoint
 from dynforecast.train.config import TrainConfig, config_from_dict
+from dynforecast.train.lock import LOCK_FILE
+from dynforecast.train.loop import BEST, LAST, METRICS
+from dynforecast.train.report import CONFIG_FILE
 from dynforecast.train.setup import systems_signature
 
 
@@ -62,16 +65,22 @@ def checkpoint_path(path: Path) -> Path:
     raise InputError(f"{path}: not a run directory (no best.pt or last.pt in it)")
 
 
-#: The files a training run writes in its directory (`dynforecast.train.run`, `train.lock`).
-RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "config.json", ".lock")
+#: The files a training run writes in its directory (`dynforecast.train.loop`, `train.lock`,
+#: `train.run`'s config.json).
+RUN_FILES = (BEST, LAST, METRICS, CONFIG_FILE, LOCK_FILE)
 
 
-def run_files(path: Path) -> list[Path]:
-    """The files of the run that ``path`` (a run directory, or a checkpoint file in one) belongs
-    to, whether or not they exist: what no command may replace while it reads that run."""
-    path = Path(path)
-    directory = path if path.is_dir() else path.parent
-    return [directory / name for name in RUN_FILES]
+def run_files(run_dir: Path) -> list[Path]:
+    """The files a run writes in ``run_dir``, whether or not they exist: what no command may
+    replace while it reads that run."""
+    return [Path(run_dir) / name for name in RUN_FILES]
+
+
+def checkpoint_inputs(paths: Sequence[Path]) -> list[Path]:
+    """What reading the checkpoints ``paths`` (files, or run directories) reads: the paths and
+    every file of their runs (`run_files`), for `dynforecast.io.atomic.reading_inputs`."""
+    runs = [Path(p) if Path(p).is_dir() else Path(p).parent for p in paths]
+    return [*map(Path, paths), *(f for run in runs for f in run_files(run))]
 
 
 def load_trained(path: Path) -> TrainedModel:
